@@ -1,0 +1,524 @@
+/* Storage, tensor lifetime, constructors, views and copies. */
+#include "tensor.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "iter.h"
+
+static atomic_llong live_bytes;
+
+/* ---- storage ---- */
+
+sf_storage *sf_storage_new(int64_t numel) {
+  if (numel < 0) {
+    sf_err("storage: negative element count %lld", (long long)numel);
+    return NULL;
+  }
+  if ((uint64_t)numel > ((uint64_t)1 << 40)) {
+    sf_err("storage: %lld elements is more than this build allows (2^40)", (long long)numel);
+    return NULL;
+  }
+  sf_storage *s = malloc(sizeof *s);
+  if (!s) {
+    sf_err("storage: out of memory");
+    return NULL;
+  }
+  size_t bytes = (size_t)numel * sizeof(float);
+  size_t rounded = (bytes + 63) & ~(size_t)63;
+  s->data = aligned_alloc(64, rounded ? rounded : 64);
+  if (!s->data) {
+    free(s);
+    sf_err("storage: out of memory allocating %zu bytes", bytes);
+    return NULL;
+  }
+  s->numel = numel;
+  s->refcount = 1;
+  atomic_fetch_add(&live_bytes, (long long)bytes);
+  return s;
+}
+
+void sf_storage_retain(sf_storage *s) {
+  if (s) s->refcount++;
+}
+
+void sf_storage_release(sf_storage *s) {
+  if (!s) return;
+  SF_ASSERT(s->refcount > 0);
+  if (--s->refcount == 0) {
+    atomic_fetch_sub(&live_bytes, (long long)((size_t)s->numel * sizeof(float)));
+    free(s->data);
+    free(s);
+  }
+}
+
+int64_t sf_storage_live_bytes(void) { return (int64_t)atomic_load(&live_bytes); }
+
+/* ---- lifetime ---- */
+
+static int check_shape(const char *fn, int ndim, const int64_t *size) {
+  char buf[SF_SHAPE_BUF];
+  if (ndim < 0 || ndim > SF_MAX_DIMS)
+    return sf_err("%s: %d dimensions, expected 0 to %d", fn, ndim, SF_MAX_DIMS);
+  for (int d = 0; d < ndim; d++)
+    if (size[d] < 0)
+      return sf_err("%s: negative size in shape %s", fn, sf_shape_str(buf, sizeof buf, ndim, size));
+  return 0;
+}
+
+static void set_contiguous_strides(sf_tensor *t) {
+  int64_t st = 1;
+  for (int d = t->ndim - 1; d >= 0; d--) {
+    t->stride[d] = st;
+    st *= t->size[d];
+  }
+}
+
+int sf_tensor_new(sf_tensor *t, int ndim, const int64_t *size) {
+  if (check_shape("tensor", ndim, size)) return -1;
+  int64_t n = 1;
+  for (int d = 0; d < ndim; d++) {
+    if (size[d] && n > INT64_MAX / size[d]) return sf_err("tensor: shape too large");
+    n *= size[d];
+  }
+  int64_t tmp[SF_MAX_DIMS];
+  memcpy(tmp, size, (size_t)ndim * sizeof *size); /* size may point into t */
+  sf_storage *s = sf_storage_new(n);
+  if (!s) return -1;
+  sf_tensor_release(t);
+  t->storage = s;
+  t->offset = 0;
+  t->ndim = ndim;
+  memcpy(t->size, tmp, (size_t)ndim * sizeof *size);
+  set_contiguous_strides(t);
+  return 0;
+}
+
+int sf_tensor_new_like(sf_tensor *t, const sf_tensor *src) {
+  int64_t size[SF_MAX_DIMS];
+  memcpy(size, src->size, sizeof size);
+  return sf_tensor_new(t, src->ndim, size);
+}
+
+void sf_tensor_release(sf_tensor *t) {
+  sf_storage_release(t->storage);
+  memset(t, 0, sizeof *t);
+}
+
+void sf_tensor_share(sf_tensor *dst, const sf_tensor *src) {
+  if (dst == src) return;
+  sf_storage_retain(src->storage);
+  sf_storage *old = dst->storage;
+  *dst = *src;
+  sf_storage_release(old);
+}
+
+/* ---- queries ---- */
+
+int64_t sf_tensor_numel(const sf_tensor *t) {
+  int64_t n = 1;
+  for (int d = 0; d < t->ndim; d++) n *= t->size[d];
+  return n;
+}
+
+int sf_tensor_is_contiguous(const sf_tensor *t) {
+  int64_t st = 1;
+  for (int d = t->ndim - 1; d >= 0; d--) {
+    if (t->size[d] != 1 && t->stride[d] != st) return 0;
+    st *= t->size[d];
+  }
+  return 1;
+}
+
+int sf_tensor_same_shape(const sf_tensor *a, const sf_tensor *b) {
+  if (a->ndim != b->ndim) return 0;
+  for (int d = 0; d < a->ndim; d++)
+    if (a->size[d] != b->size[d]) return 0;
+  return 1;
+}
+
+float *sf_tensor_ptr_linear(const sf_tensor *t, int64_t i) {
+  int64_t off = t->offset;
+  for (int d = t->ndim - 1; d >= 0; d--) {
+    off += (i % t->size[d]) * t->stride[d];
+    i /= t->size[d];
+  }
+  return t->storage->data + off;
+}
+
+/* ---- iteration helper (iter.h) ---- */
+
+void sf_iter_init(sf_iter *it, int n, const sf_tensor *const *ts) {
+  const sf_tensor *t0 = ts[0];
+  it->n = n;
+  it->numel = sf_tensor_numel(t0);
+  int nd = 0;
+  /* drop size-1 dimensions, then merge neighbours that are contiguous in every operand */
+  for (int d = 0; d < t0->ndim; d++) {
+    if (t0->size[d] == 1) continue;
+    if (nd > 0) {
+      int merge = 1;
+      for (int k = 0; k < n; k++)
+        if (it->stride[k][nd - 1] != ts[k]->stride[d] * t0->size[d]) merge = 0;
+      if (merge) {
+        it->size[nd - 1] *= t0->size[d];
+        for (int k = 0; k < n; k++) it->stride[k][nd - 1] = ts[k]->stride[d];
+        continue;
+      }
+    }
+    it->size[nd] = t0->size[d];
+    for (int k = 0; k < n; k++) it->stride[k][nd] = ts[k]->stride[d];
+    nd++;
+  }
+  if (nd == 0) {
+    it->size[0] = 1;
+    for (int k = 0; k < n; k++) it->stride[k][0] = 1;
+    nd = 1;
+  }
+  it->ndim = nd;
+  for (int k = 0; k < 3; k++) {
+    const sf_tensor *t = ts[k < n ? k : 0];
+    it->base[k] = it->numel ? sf_tensor_data(t) : NULL;
+    if (k >= n)
+      for (int d = 0; d < nd; d++) it->stride[k][d] = it->stride[0][d];
+  }
+}
+
+/* ---- constructors ---- */
+
+int sf_tensor_fill(sf_tensor *t, float value) {
+  if (!t->storage) return sf_err("fill: tensor is empty");
+  if (sf_tensor_is_contiguous(t)) {
+    float *p = sf_tensor_data(t);
+    for (int64_t i = 0, n = sf_tensor_numel(t); i < n; i++) p[i] = value;
+    return 0;
+  }
+  sf_iter it;
+  const sf_tensor *ts[1] = {t};
+  sf_iter_init(&it, 1, ts);
+  SF_ITER_EACH(it, { *x0 = value; });
+  return 0;
+}
+
+int sf_tensor_zeros(sf_tensor *t, int ndim, const int64_t *size) {
+  if (sf_tensor_new(t, ndim, size)) return -1;
+  memset(t->storage->data, 0, (size_t)t->storage->numel * sizeof(float));
+  return 0;
+}
+
+int sf_tensor_full(sf_tensor *t, int ndim, const int64_t *size, float value) {
+  if (sf_tensor_new(t, ndim, size)) return -1;
+  return sf_tensor_fill(t, value);
+}
+
+int sf_tensor_arange(sf_tensor *t, double start, double stop, double step) {
+  if (step == 0 || !isfinite(step) || !isfinite(start) || !isfinite(stop))
+    return sf_err("arange: step must be finite and non-zero (got start %g, stop %g, step %g)", start, stop, step);
+  double count = ceil((stop - start) / step);
+  if (count < 0) count = 0;
+  if (count > 1e12) return sf_err("arange: %g elements is too many", count);
+  int64_t n = (int64_t)count;
+  if (sf_tensor_new(t, 1, &n)) return -1;
+  float *p = sf_tensor_data(t);
+  for (int64_t i = 0; i < n; i++) p[i] = (float)(start + (double)i * step);
+  return 0;
+}
+
+int sf_tensor_linspace(sf_tensor *t, double start, double stop, int64_t n) {
+  if (n < 0) return sf_err("linspace: argument #3 (count) is %lld, expected >= 0", (long long)n);
+  if (sf_tensor_new(t, 1, &n)) return -1;
+  float *p = sf_tensor_data(t);
+  for (int64_t i = 0; i < n; i++)
+    p[i] = (float)(n == 1 ? start : start + (stop - start) * (double)i / (double)(n - 1));
+  return 0;
+}
+
+int sf_tensor_eye(sf_tensor *t, int64_t n, int64_t m) {
+  if (n < 0 || m < 0) return sf_err("eye: sizes must be >= 0 (got %lld x %lld)", (long long)n, (long long)m);
+  int64_t size[2] = {n, m};
+  if (sf_tensor_zeros(t, 2, size)) return -1;
+  float *p = sf_tensor_data(t);
+  for (int64_t i = 0; i < n && i < m; i++) p[i * m + i] = 1.0f;
+  return 0;
+}
+
+/* ---- views ---- */
+
+static int check_dim(const char *fn, const sf_tensor *t, int dim, int extra) {
+  char buf[SF_SHAPE_BUF];
+  if (dim < 0 || dim >= t->ndim + extra)
+    return sf_err("%s: dimension %d out of range for a %d-D tensor of shape %s", fn, dim + 1, t->ndim,
+                  sf_tshape(t, buf));
+  return 0;
+}
+
+/* Resolve one -1 in size and check the element count; writes the result to out. */
+static int infer_shape(const char *fn, const sf_tensor *src, int ndim, const int64_t *size, int64_t *out) {
+  char b1[SF_SHAPE_BUF], b2[SF_SHAPE_BUF];
+  if (ndim < 0 || ndim > SF_MAX_DIMS) return sf_err("%s: %d dimensions, expected 0 to %d", fn, ndim, SF_MAX_DIMS);
+  int infer = -1;
+  int64_t known = 1;
+  for (int d = 0; d < ndim; d++) {
+    if (size[d] == -1) {
+      if (infer >= 0) return sf_err("%s: only one dimension can be -1, got shape %s", fn, sf_shape_str(b1, sizeof b1, ndim, size));
+      infer = d;
+    } else if (size[d] < 0) {
+      return sf_err("%s: invalid shape %s", fn, sf_shape_str(b1, sizeof b1, ndim, size));
+    } else {
+      known *= size[d];
+    }
+    out[d] = size[d];
+  }
+  int64_t n = sf_tensor_numel(src);
+  if (infer >= 0) {
+    if (known == 0 || n % known != 0)
+      return sf_err("%s: cannot view a tensor of shape %s (%lld elements) as %s", fn, sf_tshape(src, b1),
+                    (long long)n, sf_shape_str(b2, sizeof b2, ndim, size));
+    out[infer] = n / known;
+  } else if (known != n) {
+    return sf_err("%s: cannot view a tensor of shape %s (%lld elements) as %s (%lld elements)", fn,
+                  sf_tshape(src, b1), (long long)n, sf_shape_str(b2, sizeof b2, ndim, size), (long long)known);
+  }
+  return 0;
+}
+
+/* Strides for viewing src with a new shape without a copy, when possible (groups of
+ * source dimensions that are contiguous among themselves map onto groups of new ones). */
+static int view_strides(const sf_tensor *src, int ndim, const int64_t *size, int64_t *stride) {
+  int64_t numel = sf_tensor_numel(src);
+  if (numel == 0 || sf_tensor_is_contiguous(src)) {
+    int64_t st = 1;
+    for (int d = ndim - 1; d >= 0; d--) {
+      stride[d] = st;
+      st *= size[d] ? size[d] : 1;
+    }
+    return 1;
+  }
+  int view_d = ndim - 1;
+  int64_t chunk_base_stride = src->ndim ? src->stride[src->ndim - 1] : 1;
+  int64_t tensor_numel = 1, view_numel = 1;
+  for (int d = src->ndim - 1; d >= 0; d--) {
+    tensor_numel *= src->size[d];
+    if (d == 0 || (src->size[d - 1] != 1 && src->stride[d - 1] != tensor_numel * chunk_base_stride)) {
+      while (view_d >= 0 && (view_numel < tensor_numel || size[view_d] == 1)) {
+        stride[view_d] = view_numel * chunk_base_stride;
+        view_numel *= size[view_d];
+        view_d--;
+      }
+      if (view_numel != tensor_numel) return 0;
+      if (d > 0) {
+        chunk_base_stride = src->stride[d - 1];
+        tensor_numel = 1;
+        view_numel = 1;
+      }
+    }
+  }
+  return view_d == -1;
+}
+
+static int reshape_impl(const char *fn, sf_tensor *dst, const sf_tensor *src, int ndim, const int64_t *size,
+                        int allow_copy) {
+  int64_t shape[SF_MAX_DIMS], stride[SF_MAX_DIMS];
+  if (infer_shape(fn, src, ndim, size, shape)) return -1;
+  if (!view_strides(src, ndim, shape, stride)) {
+    char buf[SF_SHAPE_BUF];
+    if (!allow_copy)
+      return sf_err("%s: tensor of shape %s is not contiguous enough to view; call contiguous() first", fn,
+                    sf_tshape(src, buf));
+    sf_tensor tmp = SF_TENSOR_EMPTY;
+    if (sf_tensor_clone(&tmp, src)) return -1;
+    int rc = reshape_impl(fn, dst, &tmp, ndim, shape, 0);
+    sf_tensor_release(&tmp);
+    return rc;
+  }
+  sf_tensor_share(dst, src);
+  dst->ndim = ndim;
+  memcpy(dst->size, shape, sizeof shape);
+  memcpy(dst->stride, stride, sizeof stride);
+  return 0;
+}
+
+int sf_tensor_reshape(sf_tensor *dst, const sf_tensor *src, int ndim, const int64_t *size) {
+  return reshape_impl("reshape", dst, src, ndim, size, 1);
+}
+
+int sf_tensor_view(sf_tensor *dst, const sf_tensor *src, int ndim, const int64_t *size) {
+  return reshape_impl("view", dst, src, ndim, size, 0);
+}
+
+int sf_tensor_transpose(sf_tensor *dst, const sf_tensor *src, int d0, int d1) {
+  if (check_dim("transpose", src, d0, 0) || check_dim("transpose", src, d1, 0)) return -1;
+  sf_tensor_share(dst, src);
+  int64_t s = dst->size[d0], st = dst->stride[d0];
+  dst->size[d0] = dst->size[d1];
+  dst->stride[d0] = dst->stride[d1];
+  dst->size[d1] = s;
+  dst->stride[d1] = st;
+  return 0;
+}
+
+int sf_tensor_permute(sf_tensor *dst, const sf_tensor *src, const int *perm) {
+  int seen[SF_MAX_DIMS] = {0};
+  for (int d = 0; d < src->ndim; d++) {
+    if (perm[d] < 0 || perm[d] >= src->ndim || seen[perm[d]]++)
+      return sf_err("permute: argument is not a permutation of 1..%d", src->ndim);
+  }
+  sf_tensor tmp = *src;
+  for (int d = 0; d < src->ndim; d++) {
+    tmp.size[d] = src->size[perm[d]];
+    tmp.stride[d] = src->stride[perm[d]];
+  }
+  sf_tensor_share(dst, &tmp);
+  return 0;
+}
+
+int sf_tensor_narrow(sf_tensor *dst, const sf_tensor *src, int dim, int64_t start, int64_t len) {
+  char buf[SF_SHAPE_BUF];
+  if (check_dim("narrow", src, dim, 0)) return -1;
+  if (start < 0 || len < 0 || start + len > src->size[dim])
+    return sf_err("narrow: range [%lld, %lld] is out of bounds for dimension %d of size %lld (shape %s)",
+                  (long long)start + 1, (long long)(start + len), dim + 1, (long long)src->size[dim],
+                  sf_tshape(src, buf));
+  sf_tensor_share(dst, src);
+  dst->offset += start * src->stride[dim];
+  dst->size[dim] = len;
+  return 0;
+}
+
+int sf_tensor_select(sf_tensor *dst, const sf_tensor *src, int dim, int64_t index) {
+  char buf[SF_SHAPE_BUF];
+  if (check_dim("select", src, dim, 0)) return -1;
+  if (index < 0 || index >= src->size[dim])
+    return sf_err("select: index %lld is out of range for dimension %d of size %lld (shape %s)",
+                  (long long)index + 1, dim + 1, (long long)src->size[dim], sf_tshape(src, buf));
+  sf_tensor tmp = *src;
+  tmp.offset += index * src->stride[dim];
+  for (int d = dim; d < src->ndim - 1; d++) {
+    tmp.size[d] = src->size[d + 1];
+    tmp.stride[d] = src->stride[d + 1];
+  }
+  tmp.ndim--;
+  sf_tensor_share(dst, &tmp);
+  return 0;
+}
+
+int sf_tensor_squeeze(sf_tensor *dst, const sf_tensor *src, int dim) {
+  sf_tensor tmp = *src;
+  if (dim >= 0) {
+    if (check_dim("squeeze", src, dim, 0)) return -1;
+    if (src->size[dim] != 1) {
+      sf_tensor_share(dst, src);
+      return 0;
+    }
+  }
+  int nd = 0;
+  for (int d = 0; d < src->ndim; d++) {
+    if (src->size[d] == 1 && (dim < 0 || d == dim)) continue;
+    tmp.size[nd] = src->size[d];
+    tmp.stride[nd] = src->stride[d];
+    nd++;
+  }
+  tmp.ndim = nd;
+  sf_tensor_share(dst, &tmp);
+  return 0;
+}
+
+int sf_tensor_unsqueeze(sf_tensor *dst, const sf_tensor *src, int dim) {
+  if (check_dim("unsqueeze", src, dim, 1)) return -1;
+  if (src->ndim >= SF_MAX_DIMS) return sf_err("unsqueeze: tensor already has %d dimensions", SF_MAX_DIMS);
+  sf_tensor tmp = *src;
+  for (int d = src->ndim; d > dim; d--) {
+    tmp.size[d] = src->size[d - 1];
+    tmp.stride[d] = src->stride[d - 1];
+  }
+  tmp.size[dim] = 1;
+  tmp.stride[dim] = dim < src->ndim ? src->size[dim] * src->stride[dim] : 1;
+  tmp.ndim++;
+  sf_tensor_share(dst, &tmp);
+  return 0;
+}
+
+int sf_tensor_expand(sf_tensor *dst, const sf_tensor *src, int ndim, const int64_t *size) {
+  char b1[SF_SHAPE_BUF], b2[SF_SHAPE_BUF];
+  if (ndim < src->ndim || ndim > SF_MAX_DIMS)
+    return sf_err("expand: cannot expand shape %s to %s", sf_tshape(src, b1), sf_shape_str(b2, sizeof b2, ndim, size));
+  sf_tensor tmp = *src;
+  tmp.ndim = ndim;
+  int lead = ndim - src->ndim;
+  for (int d = 0; d < ndim; d++) {
+    int64_t want = size[d];
+    if (d < lead) {
+      if (want < 0) goto bad;
+      tmp.size[d] = want;
+      tmp.stride[d] = 0;
+      continue;
+    }
+    int64_t have = src->size[d - lead];
+    if (want == -1 || want == have) {
+      tmp.size[d] = have;
+      tmp.stride[d] = src->stride[d - lead];
+    } else if (have == 1 && want >= 0) {
+      tmp.size[d] = want;
+      tmp.stride[d] = 0;
+    } else {
+      goto bad;
+    }
+  }
+  sf_tensor_share(dst, &tmp);
+  return 0;
+bad:
+  return sf_err("expand: cannot expand shape %s to %s (only size-1 dimensions can grow)", sf_tshape(src, b1),
+                sf_shape_str(b2, sizeof b2, ndim, size));
+}
+
+/* ---- copies ---- */
+
+int sf_tensor_copy(sf_tensor *dst, const sf_tensor *src) {
+  char b1[SF_SHAPE_BUF], b2[SF_SHAPE_BUF];
+  if (!dst->storage || !src->storage) return sf_err("copy: tensor is empty");
+  int64_t n = sf_tensor_numel(dst);
+  if (n != sf_tensor_numel(src))
+    return sf_err("copy: argument #2 has shape %s (%lld elements), expected %lld elements like %s",
+                  sf_tshape(src, b1), (long long)sf_tensor_numel(src), (long long)n, sf_tshape(dst, b2));
+  for (int d = 0; d < dst->ndim; d++)
+    if (dst->stride[d] == 0 && dst->size[d] > 1)
+      return sf_err("copy: destination %s is an expanded view; writing through it is ambiguous", sf_tshape(dst, b1));
+  if (sf_tensor_is_contiguous(dst) && sf_tensor_is_contiguous(src)) {
+    memmove(sf_tensor_data(dst), sf_tensor_data(src), (size_t)n * sizeof(float));
+    return 0;
+  }
+  if (sf_tensor_same_shape(dst, src)) {
+    sf_iter it;
+    const sf_tensor *ts[2] = {dst, src};
+    sf_iter_init(&it, 2, ts);
+    SF_ITER_EACH(it, { *x0 = *x1; });
+    return 0;
+  }
+  /* same element count, different shapes: row-major order on both sides */
+  for (int64_t i = 0; i < n; i++) *sf_tensor_ptr_linear(dst, i) = *sf_tensor_ptr_linear(src, i);
+  return 0;
+}
+
+int sf_tensor_clone(sf_tensor *dst, const sf_tensor *src) {
+  if (!src->storage) return sf_err("clone: tensor is empty");
+  sf_tensor tmp = SF_TENSOR_EMPTY;
+  if (sf_tensor_new_like(&tmp, src)) return -1;
+  if (sf_tensor_copy(&tmp, src)) {
+    sf_tensor_release(&tmp);
+    return -1;
+  }
+  sf_tensor_release(dst);
+  *dst = tmp;
+  return 0;
+}
+
+int sf_tensor_contiguous(sf_tensor *dst, const sf_tensor *src) {
+  if (!src->storage) return sf_err("contiguous: tensor is empty");
+  if (sf_tensor_is_contiguous(src)) {
+    sf_tensor_share(dst, src);
+    return 0;
+  }
+  return sf_tensor_clone(dst, src);
+}

@@ -1,0 +1,62 @@
+/* luaopen_surgft_core: assembles the binding areas into the module table and the
+ * tensor metatable. The Lua side (lua/surgft/init.lua) builds on this table. */
+#include <string.h>
+
+#include "sfl.h"
+#include "surgft_config.h"
+
+int luaopen_surgft_core(lua_State *L);
+
+static const sfl_area *const areas[] = {
+    &sfl_area_tensor, &sfl_area_math, &sfl_area_reduce, &sfl_area_blas, &sfl_area_linalg, &sfl_area_rng,
+    &sfl_area_io,     &sfl_area_corrupt,
+};
+
+/* set t[name] = f for each entry, refusing duplicates (a name belongs to one area) */
+static void set_funcs(lua_State *L, int idx, const luaL_Reg *r, int allow_existing) {
+  for (; r && r->name; r++) {
+    if (lua_getfield(L, idx, r->name) != LUA_TNIL && !allow_existing)
+      luaL_error(L, "surgft: internal error: '%s' registered twice", r->name);
+    lua_pop(L, 1);
+    lua_pushcfunction(L, r->func);
+    lua_setfield(L, idx, r->name);
+  }
+}
+
+int luaopen_surgft_core(lua_State *L) {
+  sfl_rng_open(L);
+  lua_newtable(L); /* module: 1 */
+  int mod = lua_gettop(L);
+  luaL_newmetatable(L, SFL_TENSOR); /* 2 */
+  int mt = lua_gettop(L);
+  lua_newtable(L); /* methods: 3 */
+  int methods = lua_gettop(L);
+  for (size_t i = 0; i < sizeof areas / sizeof *areas; i++) {
+    set_funcs(L, mt, areas[i]->meta, 0);
+    set_funcs(L, methods, areas[i]->methods, 0);
+    set_funcs(L, mod, areas[i]->lib, 0);
+  }
+  /* every method is also a library function taking the tensor first, unless the
+   * library already has that name (constructors win) */
+  for (size_t i = 0; i < sizeof areas / sizeof *areas; i++) {
+    for (const luaL_Reg *r = areas[i]->methods; r && r->name; r++) {
+      if (lua_getfield(L, mod, r->name) == LUA_TNIL) {
+        lua_pushcfunction(L, r->func);
+        lua_setfield(L, mod, r->name);
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_pushvalue(L, methods);
+  lua_setfield(L, mt, "__index");
+  lua_pushliteral(L, SFL_TENSOR);
+  lua_setfield(L, mt, "__name");
+  lua_pushvalue(L, methods);
+  lua_setfield(L, mod, "Tensor"); /* the method table, for Lua-side extensions */
+  lua_pushvalue(L, mt);
+  lua_setfield(L, mod, "_tensor_mt");
+  lua_pushliteral(L, SURGFT_VERSION);
+  lua_setfield(L, mod, "version");
+  lua_settop(L, mod);
+  return 1;
+}
