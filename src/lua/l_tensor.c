@@ -7,10 +7,33 @@
 
 /* ---- shared helpers ---- */
 
+/* The name the user called: the call site's name when Lua knows it (t:size(4)), else
+ * the function's name in the module table (calls through pcall have no call site). */
 const char *sfl_fname(lua_State *L) {
   lua_Debug ar;
-  if (lua_getstack(L, 0, &ar) && lua_getinfo(L, "n", &ar) && ar.name) return ar.name;
-  return "?";
+  if (!lua_getstack(L, 0, &ar)) return "?";
+  if (lua_getinfo(L, "nf", &ar) && ar.name) {
+    lua_pop(L, 1);
+    return ar.name;
+  }
+  lua_CFunction f = lua_tocfunction(L, -1);
+  lua_pop(L, 1);
+  const char *name = "?";
+  if (!f) return name;
+  if (lua_getfield(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE) == LUA_TTABLE &&
+      lua_getfield(L, -1, "surgft.core") == LUA_TTABLE) {
+    lua_pushnil(L);
+    while (lua_next(L, -2)) {
+      if (lua_tocfunction(L, -1) == f && lua_type(L, -2) == LUA_TSTRING) {
+        name = lua_tostring(L, -2); /* kept alive by the module table */
+        lua_pop(L, 2);
+        break;
+      }
+      lua_pop(L, 1);
+    }
+  }
+  lua_pop(L, 2);
+  return name;
 }
 
 sf_tensor *sfl_test(lua_State *L, int arg) { return luaL_testudata(L, arg, SFL_TENSOR); }
@@ -163,10 +186,17 @@ static int t_gc(lua_State *L) {
 
 static int l_fill_new(lua_State *L, float value, int use_value) {
   int64_t size[SF_MAX_DIMS];
-  int next;
-  int nd = sfl_checkshape(L, 1, size, &next);
+  int next, nd;
   float v = value;
-  if (!use_value) v = (float)luaL_checknumber(L, next);
+  if (!use_value && !lua_istable(L, 1)) { /* sf.full(2, 3, value): the last number is the value */
+    int top = lua_gettop(L);
+    v = (float)luaL_checknumber(L, top);
+    lua_pop(L, 1);
+    nd = sfl_checkshape(L, 1, size, &next);
+  } else {
+    nd = sfl_checkshape(L, 1, size, &next);
+    if (!use_value) v = (float)luaL_checknumber(L, next);
+  }
   sf_tensor *t = sfl_push(L);
   SFL_TRY(L, sf_tensor_full(t, nd, size, v));
   sfl_account(L, t);
@@ -306,6 +336,8 @@ static int t_size(lua_State *L) {
   return 1;
 }
 
+static int t_shape(lua_State *L) { return t_size(L); }
+
 static int t_stride(lua_State *L) {
   sf_tensor *t = sfl_check(L, 1);
   if (lua_isnoneornil(L, 2)) {
@@ -377,6 +409,8 @@ static int t_transpose(lua_State *L) {
   SFL_TRY(L, sf_tensor_transpose(t, src, d0, d1));
   return 1;
 }
+
+static int t_t(lua_State *L) { return t_transpose(L); }
 
 static int t_permute(lua_State *L) {
   sf_tensor *src = sfl_check(L, 1);
@@ -567,7 +601,7 @@ static const luaL_Reg lib[] = {
 
 static const luaL_Reg methods[] = {
     {"size", t_size},
-    {"shape", t_size},
+    {"shape", t_shape},
     {"stride", t_stride},
     {"numel", t_numel},
     {"dim", t_dim},
@@ -576,7 +610,7 @@ static const luaL_Reg methods[] = {
     {"reshape", t_reshape},
     {"view", t_view},
     {"transpose", t_transpose},
-    {"t", t_transpose},
+    {"t", t_t},
     {"permute", t_permute},
     {"narrow", t_narrow},
     {"select", t_select},
