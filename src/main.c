@@ -166,12 +166,29 @@ static void setup_paths(lua_State *L, int use_env) {
 
 /* ---- version ---- */
 
+/* The thread count as the library reports it: ask surgft.core (so whatever default it
+ * applies when opened, e.g. from $SURGFT_THREADS, is in effect), else OpenBLAS. */
+static int current_threads(lua_State *L) {
+  int n = sf_threads(), top = lua_gettop(L);
+  lua_getglobal(L, "require");
+  lua_pushliteral(L, "surgft.core");
+  if (lua_pcall(L, 1, 1, 0) == LUA_OK && lua_istable(L, -1) && lua_getfield(L, -1, "threads") == LUA_TFUNCTION) {
+    if (lua_pcall(L, 0, 1, 0) == LUA_OK && lua_isinteger(L, -1)) n = (int)lua_tointeger(L, -1);
+  }
+  lua_settop(L, top);
+  return n;
+}
+
+/* -v: one line, like lua -v. --version: one "key value" line per component. */
 static void print_version(lua_State *L, int full) {
-  printf("surgft %s  (%s)\n", SURGFT_VERSION, LUA_COPYRIGHT);
-  if (!full) return;
-  printf("OpenBLAS: %s\n", sf_blas_config());
-  printf("threads: %d\n", sf_threads());
-  (void)L;
+  if (!full) {
+    printf("surgft %s  %s\n", SURGFT_VERSION, LUA_COPYRIGHT);
+  } else {
+    printf("surgft  %s\n", SURGFT_VERSION);
+    printf("lua     %s\n", LUA_COPYRIGHT);
+    printf("blas    %s\n", sf_blas_config());
+    printf("threads %d\n", current_threads(L));
+  }
   fflush(stdout);
 }
 
@@ -198,17 +215,24 @@ static int incomplete(lua_State *L, int status) {
   return 0;
 }
 
+/* Reads one line (any length) and pushes it; 0 at end of input. */
 static int pushline(lua_State *L, int first) {
-  char buf[4096];
+  char *buf = NULL;
+  size_t cap = 0;
   fputs(get_prompt(L, first), stdout);
   fflush(stdout);
-  if (!fgets(buf, sizeof buf, stdin)) return 0;
-  size_t l = strlen(buf);
+  ssize_t got = getline(&buf, &cap, stdin);
+  if (got < 0) {
+    free(buf);
+    return 0;
+  }
+  size_t l = (size_t)got;
   if (l > 0 && buf[l - 1] == '\n') buf[--l] = '\0';
   if (first && buf[0] == '=')
     lua_pushfstring(L, "return %s", buf + 1);
   else
     lua_pushlstring(L, buf, l);
+  free(buf);
   return 1;
 }
 
@@ -301,6 +325,8 @@ enum { HAS_ERROR = 1, HAS_I = 2, HAS_V = 4, HAS_E = 8, HAS_UPPER_E = 16, HAS_VER
 /* Scans options; returns flags and sets *script to the index of the script (or argc). */
 static int collectargs(char **argv, int *script) {
   int args = 0;
+  *script = 0;
+  if (argv[0] == NULL) return 0; /* no program name (argc == 0): no options either */
   for (int i = 1; argv[i] != NULL; i++) {
     *script = i;
     if (argv[i][0] != '-') return args;
@@ -311,7 +337,7 @@ static int collectargs(char **argv, int *script) {
     switch (argv[i][1]) {
       case '-':
         if (argv[i][2] != '\0') return HAS_ERROR;
-        *script = i + 1;
+        *script = argv[i + 1] != NULL ? i + 1 : 0; /* a trailing '--' names no script */
         return args;
       case '\0':
         return args;
