@@ -9,7 +9,7 @@ int luaopen_surgft_core(lua_State *L);
 
 static const sfl_area *const areas[] = {
     &sfl_area_tensor, &sfl_area_math, &sfl_area_reduce, &sfl_area_blas, &sfl_area_linalg, &sfl_area_rng,
-    &sfl_area_io,     &sfl_area_corrupt,
+    &sfl_area_io,     &sfl_area_corrupt, &sfl_area_nn, &sfl_area_norm, &sfl_area_optim,
 };
 
 /* set t[name] = f for each entry, refusing duplicates (a name belongs to one area) */
@@ -34,7 +34,18 @@ int luaopen_surgft_core(lua_State *L) {
   for (size_t i = 0; i < sizeof areas / sizeof *areas; i++) {
     set_funcs(L, mt, areas[i]->meta, 0);
     set_funcs(L, methods, areas[i]->methods, 0);
-    set_funcs(L, mod, areas[i]->lib, 0);
+    if (areas[i]->sub) {
+      if (lua_getfield(L, mod, areas[i]->sub) != LUA_TTABLE) {
+        lua_pop(L, 1);
+        lua_newtable(L);
+        lua_pushvalue(L, -1);
+        lua_setfield(L, mod, areas[i]->sub);
+      }
+      set_funcs(L, lua_gettop(L), areas[i]->lib, 0);
+      lua_pop(L, 1);
+    } else {
+      set_funcs(L, mod, areas[i]->lib, 0);
+    }
   }
   /* every method is also a library function taking the tensor first, unless the
    * library already has that name (constructors win) */

@@ -29,9 +29,10 @@
 #define SFL_RNG "surgft.RNG"
 
 typedef struct sfl_area {
-  const luaL_Reg *lib;     /* sf.name(...) only; may be NULL */
+  const luaL_Reg *lib;     /* sf.name(...) only (or sf.<sub>.name when sub is set); may be NULL */
   const luaL_Reg *methods; /* t:name(...) and sf.name(t, ...); may be NULL */
   const luaL_Reg *meta;    /* __add, ...; may be NULL */
+  const char *sub;         /* NULL, or a sub-table of the module for lib (e.g. "kernels") */
 } sfl_area;
 
 extern const sfl_area sfl_area_tensor; /* l_tensor.c: constructors, shape, views, copies, indexing */
@@ -42,6 +43,9 @@ extern const sfl_area sfl_area_linalg; /* l_linalg.c: solve, lstsq, qr, svd, eig
 extern const sfl_area sfl_area_rng;    /* l_rng.c: generators, random constructors */
 extern const sfl_area sfl_area_io;     /* l_io.c: IDX, CIFAR, npy, PNG, CSV readers and writers */
 extern const sfl_area sfl_area_corrupt;/* l_corrupt.c: image corruptions */
+extern const sfl_area sfl_area_nn;     /* l_nn.c: layer kernels as sf.kernels.* (forward/backward pairs) */
+extern const sfl_area sfl_area_norm;   /* l_norm.c: norm, activation, dropout and loss kernels as sf.kernels.* */
+extern const sfl_area sfl_area_optim;  /* l_optim.c: optimizer steps and gradient statistics as sf.kernels.* */
 
 /* Tensors on the Lua stack. */
 sf_tensor *sfl_check(lua_State *L, int arg);  /* raises "bad argument #arg to 'fn' (tensor expected, got T)" */
