@@ -147,6 +147,12 @@ int sf_outer(sf_tensor *out, const sf_tensor *a, const sf_tensor *b);
 void sf_set_threads(int n);
 int sf_threads(void);
 const char *sf_blas_config(void);
+/* The default thread count (env SURGFT_THREADS, else the online cores), applied once.
+ * Every BLAS/LAPACK entry point applies it lazily, printing a warning to stderr for a
+ * bad SURGFT_THREADS; call sf_threads_init() first to get that message as an error
+ * (-1, sf_errmsg()) instead. Either way the fallback (the core count) is in force. */
+int sf_threads_init(void);
+void sf_threads_ensure(void);
 
 /* ---- LAPACK (linalg.c); double precision is not needed: float32 throughout ---- */
 int sf_solve(sf_tensor *x, const sf_tensor *a, const sf_tensor *b);   /* a x = b */
