@@ -114,9 +114,10 @@ static int file_exists(const char *path) {
   return 1;
 }
 
-/* The lua/ directory holding surgft/init.lua: $SURGFT_LUA_DIR, then beside the
- * executable (build/ inside the source tree, or an install prefix), then the source
- * tree this binary was built from. */
+/* The lua/ directory holding surgft/init.lua: $SURGFT_LUA_DIR, then relative to the
+ * executable (<tree>/build/surgft-lua -> <tree>/lua; <prefix>/bin -> <prefix>/share/
+ * surgft/lua; a build directory one level deeper), then the source tree this binary
+ * was built from, then the configured install prefix. */
 static int find_lua_dir(char *out, size_t n, int use_env) {
   char cand[PATH_MAX + 64], exe[PATH_MAX];
   const char *env = use_env ? getenv("SURGFT_LUA_DIR") : NULL;
@@ -129,7 +130,7 @@ static int find_lua_dir(char *out, size_t n, int use_env) {
     exe[len] = '\0';
     char *slash = strrchr(exe, '/');
     if (slash) *slash = '\0';
-    const char *rel[] = {"/../lua", "/../../lua", "/../share/surgft/lua"};
+    const char *rel[] = {"/../lua", "/../share/surgft/lua", "/../../lua"};
     for (size_t i = 0; i < sizeof rel / sizeof *rel; i++) {
       snprintf(cand, sizeof cand, "%s%s/surgft/init.lua", exe, rel[i]);
       if (file_exists(cand)) {

@@ -292,6 +292,44 @@ function TestSurgft:test_lua_dir_is_the_project_lua_dir()
   lu.assertEquals(slurp(path), slurp(here))
 end
 
+-- a copy of the binary (and its library) in a fresh tree: the lua/ directory beside the
+-- executable wins over the source tree it was built from
+function TestSurgft:test_lua_dir_relative_to_executable()
+  local root = os.tmpname()
+  os.remove(root)
+  local bindir = BIN:match("^(.*)/[^/]+$")
+  local function sh(c) lu.assertTrue(os.execute(c), c) end
+  sh(string.format("mkdir -p %s/bin %s/lua/surgft %s/inst/bin %s/inst/share/surgft/lua/surgft", q(root), q(root),
+                   q(root), q(root)))
+  for _, d in ipairs{"/bin", "/inst/bin"} do
+    sh(string.format("cp %s %s/libsurgft.so %s", q(BIN), q(bindir), q(root .. d)))
+  end
+  spit(root .. "/lua/surgft/init.lua", 'return {cli_probe_location = "beside"}')
+  spit(root .. "/inst/share/surgft/lua/surgft/init.lua", 'return {cli_probe_location = "prefix"}')
+  sh(string.format("ln -s %s %s/link", q(BIN), q(root)))
+  local code = [[-e 'print(require("surgft").cli_probe_location)']]
+  local beside = run(code, {cwd = "/"})
+  local function run_as(bin)
+    local out = os.tmpname()
+    local ok = os.execute(string.format("cd / && %s %s >%s 2>&1", q(bin), code, q(out)))
+    local s = slurp(out)
+    os.remove(out)
+    return ok, s
+  end
+  local ok1, s1 = run_as(root .. "/bin/surgft-lua")
+  local ok2, s2 = run_as(root .. "/inst/bin/surgft-lua")
+  local ok3, s3 = run_as(root .. "/link") -- a symlink resolves to the real build tree
+  os.execute("rm -rf " .. q(root))
+  ok(beside)
+  lu.assertEquals(beside.out, "nil\n") -- the real library has no such field
+  lu.assertTrue(ok1, s1)
+  lu.assertEquals(s1, "beside\n")
+  lu.assertTrue(ok2, s2)
+  lu.assertEquals(s2, "prefix\n")
+  lu.assertTrue(ok3, s3)
+  lu.assertEquals(s3, "nil\n")
+end
+
 function TestSurgft:test_cjson_and_luaunit_on_the_path()
   local r = run([[-e 'print(require("cjson").encode({1, 2}), type(require("luaunit").run))']])
   ok(r)
