@@ -187,6 +187,12 @@ function TestOptions:test_version_lists_components()
   local lib = run([[-e 'local sf = require "surgft"; io.write(sf.threads and sf.threads() or "")']])
   ok(lib)
   if lib.out ~= "" then lu.assertEquals(n, tonumber(lib.out)) end
+  -- the default comes from $SURGFT_THREADS
+  for _, k in ipairs{1, 3} do
+    local rk = run("--version", {env = "SURGFT_THREADS=" .. k})
+    ok(rk)
+    lu.assertStrContains(rk.out, "\nthreads " .. k .. "\n")
+  end
 end
 
 function TestOptions:test_version_then_e_still_runs()
