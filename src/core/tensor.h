@@ -138,6 +138,17 @@ int sf_reduce_dim(sf_tensor *out, const sf_tensor *a, int dim, int keepdim, sf_r
 int sf_var_all(double *res, const sf_tensor *a, int ddof);
 int sf_var_dim(sf_tensor *out, const sf_tensor *a, int dim, int keepdim, int ddof);
 int sf_softmax(sf_tensor *out, const sf_tensor *a, int dim, int log);
+/* max (is_min = 0) or min along dim: values and 0-based indices (as floats) in one pass;
+ * ties give the first index, a NaN in a slice wins (its value and its index). */
+int sf_max_dim(sf_tensor *values, sf_tensor *indices, const sf_tensor *a, int dim, int keepdim, int is_min);
+/* standard deviation: the square root of sf_var_* */
+int sf_std_all(double *res, const sf_tensor *a, int ddof);
+int sf_std_dim(sf_tensor *out, const sf_tensor *a, int dim, int keepdim, int ddof);
+/* same shape required; close when |a - b| <= atol + rtol * |b| elementwise (NaN never close,
+ * equal infinities close) */
+int sf_allclose(int *res, const sf_tensor *a, const sf_tensor *b, double rtol, double atol);
+/* max |a - b| over all elements (0 for empty tensors; NaN when any difference is NaN) */
+int sf_max_abs_diff(double *res, const sf_tensor *a, const sf_tensor *b);
 
 /* ---- BLAS (blas.c) ---- */
 /* out = a @ b for 2-D [m,k]x[k,n] or batched 3-D [B,m,k]x[B,k,n]; transposed views are
