@@ -285,4 +285,4 @@ void sfl_rng_open(lua_State *L) {
   lua_pop(L, 1);
 }
 
-const sfl_area sfl_area_rng = {lib, methods, NULL};
+const sfl_area sfl_area_rng = {lib, methods, NULL, NULL};

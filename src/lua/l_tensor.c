@@ -636,4 +636,4 @@ static const luaL_Reg meta[] = {
     {NULL, NULL},
 };
 
-const sfl_area sfl_area_tensor = {lib, methods, meta};
+const sfl_area sfl_area_tensor = {lib, methods, meta, NULL};
