@@ -244,7 +244,10 @@ function TestThreads:test_errors()
 end
 
 function TestThreads:test_bad_environment_warns_and_falls_back()
-  local exe = arg and arg[-1]
+  -- the interpreter is arg's lowest index (options, if any, sit between it and the script)
+  local lowest = 0
+  while arg and arg[lowest - 1] do lowest = lowest - 1 end
+  local exe = lowest < 0 and arg[lowest]
   if not exe then return lu.skip("interpreter path unknown") end
   local function run(value)
     local p = io.popen(string.format("SURGFT_THREADS=%s '%s' -e 'io.write(require(\"surgft\").threads())' 2>&1",
