@@ -127,6 +127,8 @@ int sf_binary_scalar(sf_tensor *out, const sf_tensor *a, float s, sf_binop op, i
 int sf_unary(sf_tensor *out, const sf_tensor *a, sf_unop op);
 int sf_clamp(sf_tensor *out, const sf_tensor *a, float lo, float hi);
 int sf_where(sf_tensor *out, const sf_tensor *cond, const sf_tensor *a, const sf_tensor *b);
+/* *res = 1 when a and b have the same shape and equal elements (NaN equals nothing), else 0 */
+int sf_equal(int *res, const sf_tensor *a, const sf_tensor *b);
 
 /* ---- reductions (reduce.c) ----
  * Whole-tensor reductions return a double through *res. Along a dimension, out gets the
