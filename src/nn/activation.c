@@ -1,2 +1,108 @@
-/* placeholder: filled in by its own change */
+/* Elementwise activations (ReLU, GELU, Tanh, Sigmoid) and dropout, forward/backward. */
+#include <math.h>
+
+#include "../core/rng.h"
 #include "nn.h"
+
+/* sqrt(2/pi) and 1/sqrt(2pi), 1/sqrt(2) for the two GELU forms */
+#define SQRT_2_OVER_PI 0.7978845608028654
+#define INV_SQRT_2PI 0.3989422804014327
+#define INV_SQRT_2 0.7071067811865476
+#define GELU_TANH_C 0.044715
+
+void sf_relu_forward(float *out, const float *inp, int64_t n) {
+  sf_nn_count(SF_K_ACT_FWD);
+  /* x < 0 rather than x > 0 so that a NaN propagates, as in PyTorch */
+  for (int64_t i = 0; i < n; i++) out[i] = inp[i] < 0.0f ? 0.0f : inp[i];
+}
+
+/* relu(x) > 0 exactly when x > 0, so the input and the output serve equally; the
+ * gradient at 0 is 0 (PyTorch's choice) */
+void sf_relu_backward(float *dinp, const float *dout, const float *inp_or_out, int64_t n) {
+  sf_nn_count(SF_K_ACT_BWD);
+  for (int64_t i = 0; i < n; i++) dinp[i] = inp_or_out[i] > 0.0f ? dout[i] : 0.0f;
+}
+
+void sf_gelu_forward(float *out, const float *inp, int64_t n, int approximate) {
+  sf_nn_count(SF_K_ACT_FWD);
+  if (approximate) {
+    for (int64_t i = 0; i < n; i++) {
+      const float x = inp[i];
+      const float u = (float)SQRT_2_OVER_PI * (x + (float)GELU_TANH_C * x * x * x);
+      out[i] = 0.5f * x * (1.0f + tanhf(u));
+    }
+  } else {
+    for (int64_t i = 0; i < n; i++) {
+      const float x = inp[i];
+      out[i] = 0.5f * x * (1.0f + erff(x * (float)INV_SQRT_2));
+    }
+  }
+}
+
+/* exact: d/dx x Phi(x) = Phi(x) + x phi(x); tanh form: differentiate 0.5 x (1 + tanh u) */
+void sf_gelu_backward(float *dinp, const float *dout, const float *inp, int64_t n, int approximate) {
+  sf_nn_count(SF_K_ACT_BWD);
+  if (approximate) {
+    for (int64_t i = 0; i < n; i++) {
+      const float x = inp[i];
+      const float u = (float)SQRT_2_OVER_PI * (x + (float)GELU_TANH_C * x * x * x);
+      const float t = tanhf(u);
+      const float du = (float)SQRT_2_OVER_PI * (1.0f + 3.0f * (float)GELU_TANH_C * x * x);
+      dinp[i] = dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
+    }
+  } else {
+    for (int64_t i = 0; i < n; i++) {
+      const float x = inp[i];
+      const float cdf = 0.5f * (1.0f + erff(x * (float)INV_SQRT_2));
+      const float pdf = (float)INV_SQRT_2PI * expf(-0.5f * x * x);
+      dinp[i] = dout[i] * (cdf + x * pdf);
+    }
+  }
+}
+
+void sf_tanh_forward(float *out, const float *inp, int64_t n) {
+  sf_nn_count(SF_K_ACT_FWD);
+  for (int64_t i = 0; i < n; i++) out[i] = tanhf(inp[i]);
+}
+
+void sf_tanh_backward(float *dinp, const float *dout, const float *out, int64_t n) {
+  sf_nn_count(SF_K_ACT_BWD);
+  for (int64_t i = 0; i < n; i++) dinp[i] = dout[i] * (1.0f - out[i] * out[i]);
+}
+
+void sf_sigmoid_forward(float *out, const float *inp, int64_t n) {
+  sf_nn_count(SF_K_ACT_FWD);
+  /* two branches so that exp never overflows */
+  for (int64_t i = 0; i < n; i++) {
+    const float x = inp[i];
+    if (x >= 0.0f) {
+      out[i] = 1.0f / (1.0f + expf(-x));
+    } else {
+      const float e = expf(x);
+      out[i] = e / (1.0f + e);
+    }
+  }
+}
+
+void sf_sigmoid_backward(float *dinp, const float *dout, const float *out, int64_t n) {
+  sf_nn_count(SF_K_ACT_BWD);
+  for (int64_t i = 0; i < n; i++) dinp[i] = dout[i] * out[i] * (1.0f - out[i]);
+}
+
+/* ---- dropout ---- */
+
+void sf_dropout_forward(float *out, float *mask, const float *inp, int64_t n, float p, struct sf_rng *rng) {
+  sf_nn_count(SF_K_ACT_FWD);
+  const float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+  for (int64_t i = 0; i < n; i++) {
+    const float k = sf_rng_uniform(rng) < (double)p ? 0.0f : 1.0f;
+    mask[i] = k;
+    out[i] = inp[i] * k * keep_scale;
+  }
+}
+
+void sf_dropout_backward(float *dinp, const float *dout, const float *mask, int64_t n, float p) {
+  sf_nn_count(SF_K_ACT_BWD);
+  const float keep_scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
+  for (int64_t i = 0; i < n; i++) dinp[i] = dout[i] * mask[i] * keep_scale;
+}

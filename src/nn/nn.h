@@ -70,4 +70,82 @@ void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weigh
 void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, const float *inp,
                                const sf_conv2d_shape *s, float scale);
 
+/* ---- normalisation (norm.c) ----
+ * Statistics are accumulated in double per row and stored as float. Affine parameters
+ * gamma/beta may be NULL (no affine: gamma = 1, beta = 0). Backward: dinp OVERWRITES,
+ * dgamma/dbeta ADD scale * gradient; any of the three may be NULL (skipped; a frozen
+ * affine costs nothing, and with dinp NULL too the call does nothing at all). */
+
+/* BatchNorm over inp[N,C,HW] (HW = product of the trailing dims; 1 for BatchNorm1d),
+ * statistics per channel over the N*HW values (requires N*HW >= 1; the binding asks > 1).
+ * Training form: out[N,C,HW]; save_mean[C], save_invstd[C] = 1/sqrt(biased var + eps)
+ * (either may be NULL); when running_mean/running_var[C] are non-NULL they are updated
+ * as PyTorch: r = (1 - momentum) r + momentum * batch, with the UNBIASED variance. */
+void sf_batchnorm_forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
+                                float *running_var, const float *inp, const float *gamma, const float *beta,
+                                int64_t N, int64_t C, int64_t HW, float momentum, float eps);
+/* Given statistics mean[C], var[C] (the running ones): out = (inp - mean) / sqrt(var + eps)
+ * * gamma + beta; save_invstd[C] (may be NULL) receives 1/sqrt(var + eps) for backward. */
+void sf_batchnorm_forward_eval(float *out, float *save_invstd, const float *inp, const float *gamma,
+                               const float *beta, const float *mean, const float *var, int64_t N, int64_t C,
+                               int64_t HW, float eps);
+/* mean[C], invstd[C]: what the forward used. batch_stats = 1: the statistics were the
+ * batch's own (full formula, through mean and variance); 0: they were fixed constants
+ * (dinp = dout * gamma * invstd). dinp[N,C,HW], dgamma[C], dbeta[C]. */
+void sf_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                           const float *gamma, const float *mean, const float *invstd, int64_t N, int64_t C,
+                           int64_t HW, int batch_stats, float scale);
+
+/* LayerNorm of each of the M rows of inp[M,D] over its D elements; gamma/beta[D];
+ * save_mean[M], save_rstd[M] (either may be NULL). */
+void sf_layernorm_forward(float *out, float *save_mean, float *save_rstd, const float *inp, const float *gamma,
+                          const float *beta, int64_t M, int64_t D, float eps);
+void sf_layernorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                           const float *gamma, const float *mean, const float *rstd, int64_t M, int64_t D,
+                           float scale);
+
+/* GroupNorm of inp[N,C,HW] with G groups (C % G == 0): statistics per (sample, group)
+ * over (C/G)*HW values; gamma/beta[C] per channel; save_mean[N,G], save_rstd[N,G]. */
+void sf_groupnorm_forward(float *out, float *save_mean, float *save_rstd, const float *inp, const float *gamma,
+                          const float *beta, int64_t N, int64_t C, int64_t HW, int64_t G, float eps);
+void sf_groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                           const float *gamma, const float *mean, const float *rstd, int64_t N, int64_t C,
+                           int64_t HW, int64_t G, float scale);
+
+/* ---- activations (activation.c): elementwise over n values ----
+ * out may be inp, dinp may be dout (in place). Backward reads whichever of the saved
+ * input or output is cheaper: ReLU either (same sign), GELU the input, Tanh and Sigmoid
+ * the output (1 - y^2, y (1 - y): no transcendental call). */
+void sf_relu_forward(float *out, const float *inp, int64_t n);
+void sf_relu_backward(float *dinp, const float *dout, const float *inp_or_out, int64_t n);
+/* approximate = 0: x * Phi(x) with the exact erf (PyTorch's default); 1: the tanh form */
+void sf_gelu_forward(float *out, const float *inp, int64_t n, int approximate);
+void sf_gelu_backward(float *dinp, const float *dout, const float *inp, int64_t n, int approximate);
+void sf_tanh_forward(float *out, const float *inp, int64_t n);
+void sf_tanh_backward(float *dinp, const float *dout, const float *out, int64_t n);
+void sf_sigmoid_forward(float *out, const float *inp, int64_t n);
+void sf_sigmoid_backward(float *dinp, const float *dout, const float *out, int64_t n);
+
+/* ---- dropout (activation.c) ----
+ * mask[n] gets 1 (kept) or 0 (dropped), element i dropped when the i-th uniform draw
+ * from rng is < p; exactly n draws are made whatever p is, so the generator advances
+ * the same way for every p. out = inp * mask / (1 - p) (0 everywhere when p = 1).
+ * Backward: dinp = dout * mask / (1 - p). Counted as activations. */
+struct sf_rng;
+void sf_dropout_forward(float *out, float *mask, const float *inp, int64_t n, float p, struct sf_rng *rng);
+void sf_dropout_backward(float *dinp, const float *dout, const float *mask, int64_t n, float p);
+
+/* ---- losses (loss.c): scalar loss in double, gradient OVERWRITTEN when non-NULL ---- */
+/* Cross-entropy from logits[N,K], target[N] 0-based class ids, mean over N. With label
+ * smoothing e the target distribution is q = (1 - e) onehot + e / K (PyTorch's).
+ * dlogits[N,K] = scale * (softmax - q) / N. Returns -1 with sf_err naming the (0-based)
+ * index and value of an out-of-range target, before writing anything. */
+int sf_cross_entropy(double *loss, float *dlogits, const float *logits, const int64_t *target, int64_t N,
+                     int64_t K, float label_smoothing, float scale);
+/* mean over n of (pred - target)^2; dpred[n] = scale * 2 (pred - target) / n */
+double sf_mse(float *dpred, const float *pred, const float *target, int64_t n, float scale);
+/* TENT's objective: mean over N of the entropy -sum_k p log p of softmax(logits[N,K]);
+ * dlogits[N,K] = -scale * p (log p + H_row) / N */
+double sf_softmax_entropy(float *dlogits, const float *logits, int64_t N, int64_t K, float scale);
+
 #endif

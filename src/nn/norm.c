@@ -1,2 +1,257 @@
-/* placeholder: filled in by its own change */
+/* Normalisation kernels: BatchNorm (batch or given statistics), LayerNorm, GroupNorm. */
+#include <math.h>
+
 #include "nn.h"
+
+/* Row sums use 8 float partial sums: the compiler can vectorise them without
+ * reassociating, and each partial covers few enough terms to stay accurate; rows are
+ * then combined in double. */
+static double row_sum(const float *x, int64_t n) {
+  float acc[8] = {0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) acc[j] += x[i + j];
+  double s = 0.0;
+  for (int j = 0; j < 8; j++) s += (double)acc[j];
+  for (; i < n; i++) s += (double)x[i];
+  return s;
+}
+
+/* sum (x - m)^2 */
+static double row_sumsq_centered(const float *x, int64_t n, float m) {
+  float acc[8] = {0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) {
+      float d = x[i + j] - m;
+      acc[j] += d * d;
+    }
+  double s = 0.0;
+  for (int j = 0; j < 8; j++) s += (double)acc[j];
+  for (; i < n; i++) {
+    double d = (double)x[i] - (double)m;
+    s += d * d;
+  }
+  return s;
+}
+
+/* sum dy * (x - m) */
+static double row_dot_centered(const float *dy, const float *x, int64_t n, float m) {
+  float acc[8] = {0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) acc[j] += dy[i + j] * (x[i + j] - m);
+  double s = 0.0;
+  for (int j = 0; j < 8; j++) s += (double)acc[j];
+  for (; i < n; i++) s += (double)dy[i] * ((double)x[i] - (double)m);
+  return s;
+}
+
+/* y = a x + b over a row */
+static void row_affine(float *y, const float *x, int64_t n, float a, float b) {
+  for (int64_t i = 0; i < n; i++) y[i] = x[i] * a + b;
+}
+
+/* y = k dy + a x + b over a row: every normalisation backward reduces to this form
+ * once the per-row sums are known */
+static void row_affine2(float *y, const float *dy, const float *x, int64_t n, float k, float a, float b) {
+  for (int64_t i = 0; i < n; i++) y[i] = k * dy[i] + a * x[i] + b;
+}
+
+/* ---- BatchNorm ---- */
+
+void sf_batchnorm_forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
+                                float *running_var, const float *inp, const float *gamma, const float *beta,
+                                int64_t N, int64_t C, int64_t HW, float momentum, float eps) {
+  sf_nn_count(SF_K_NORM_FWD);
+  const int64_t M = N * HW; /* values per channel */
+  for (int64_t c = 0; c < C; c++) {
+    double s = 0.0;
+    for (int64_t n = 0; n < N; n++) s += row_sum(inp + (n * C + c) * HW, HW);
+    const double mean = M > 0 ? s / (double)M : 0.0;
+    const float mf = (float)mean;
+    double ss = 0.0;
+    for (int64_t n = 0; n < N; n++) ss += row_sumsq_centered(inp + (n * C + c) * HW, HW, mf);
+    const double var = M > 0 ? ss / (double)M : 0.0;
+    const double invstd = 1.0 / sqrt(var + (double)eps);
+    if (save_mean) save_mean[c] = mf;
+    if (save_invstd) save_invstd[c] = (float)invstd;
+    if (running_mean && running_var) {
+      /* PyTorch updates the running variance with the unbiased estimate */
+      const double unbiased = M > 1 ? ss / (double)(M - 1) : var;
+      running_mean[c] = (float)((1.0 - (double)momentum) * (double)running_mean[c] + (double)momentum * mean);
+      running_var[c] = (float)((1.0 - (double)momentum) * (double)running_var[c] + (double)momentum * unbiased);
+    }
+    const float a = (float)((gamma ? (double)gamma[c] : 1.0) * invstd);
+    const float b = (beta ? beta[c] : 0.0f) - mf * a;
+    for (int64_t n = 0; n < N; n++) row_affine(out + (n * C + c) * HW, inp + (n * C + c) * HW, HW, a, b);
+  }
+}
+
+void sf_batchnorm_forward_eval(float *out, float *save_invstd, const float *inp, const float *gamma,
+                               const float *beta, const float *mean, const float *var, int64_t N, int64_t C,
+                               int64_t HW, float eps) {
+  sf_nn_count(SF_K_NORM_FWD);
+  for (int64_t c = 0; c < C; c++) {
+    const double invstd = 1.0 / sqrt((double)var[c] + (double)eps);
+    if (save_invstd) save_invstd[c] = (float)invstd;
+    const float a = (float)((gamma ? (double)gamma[c] : 1.0) * invstd);
+    const float b = (beta ? beta[c] : 0.0f) - mean[c] * a;
+    for (int64_t n = 0; n < N; n++) row_affine(out + (n * C + c) * HW, inp + (n * C + c) * HW, HW, a, b);
+  }
+}
+
+void sf_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                           const float *gamma, const float *mean, const float *invstd, int64_t N, int64_t C,
+                           int64_t HW, int batch_stats, float scale) {
+  if (!dinp && !dgamma && !dbeta) return;
+  if (dinp) sf_nn_count(SF_K_NORM_BWD_INPUT);
+  if (dgamma || dbeta) sf_nn_count(SF_K_NORM_BWD_AFFINE);
+  const int64_t M = N * HW;
+  /* the sums are needed for the affine gradients and for the batch-statistics dinp */
+  const int need_sums = dgamma || dbeta || batch_stats;
+  for (int64_t c = 0; c < C; c++) {
+    const float m = mean[c];
+    const double is = (double)invstd[c];
+    double sdy = 0.0, sdyx = 0.0; /* sum dout, sum dout * xhat */
+    if (need_sums) {
+      for (int64_t n = 0; n < N; n++) {
+        const int64_t o = (n * C + c) * HW;
+        sdy += row_sum(dout + o, HW);
+        sdyx += row_dot_centered(dout + o, inp + o, HW, m);
+      }
+      sdyx *= is;
+    }
+    if (dgamma) dgamma[c] += (float)((double)scale * sdyx);
+    if (dbeta) dbeta[c] += (float)((double)scale * sdy);
+    if (!dinp) continue;
+    const double k = (gamma ? (double)gamma[c] : 1.0) * is;
+    float a = 0.0f, b = 0.0f;
+    if (batch_stats && M > 0) {
+      /* dinp = k (dy - sdy/M - xhat sdyx/M), with xhat = (x - m) is, rewritten as k dy + a x + b */
+      const double ad = -k * is * sdyx / (double)M;
+      a = (float)ad;
+      b = (float)(-k * sdy / (double)M - ad * (double)m);
+    }
+    for (int64_t n = 0; n < N; n++) {
+      const int64_t o = (n * C + c) * HW;
+      row_affine2(dinp + o, dout + o, inp + o, HW, (float)k, a, b);
+    }
+  }
+}
+
+/* ---- LayerNorm ---- */
+
+void sf_layernorm_forward(float *out, float *save_mean, float *save_rstd, const float *inp, const float *gamma,
+                          const float *beta, int64_t M, int64_t D, float eps) {
+  sf_nn_count(SF_K_NORM_FWD);
+  for (int64_t r = 0; r < M; r++) {
+    const float *x = inp + r * D;
+    float *y = out + r * D;
+    const float mf = (float)(row_sum(x, D) / (double)D);
+    const double var = row_sumsq_centered(x, D, mf) / (double)D;
+    const float rs = (float)(1.0 / sqrt(var + (double)eps));
+    if (save_mean) save_mean[r] = mf;
+    if (save_rstd) save_rstd[r] = rs;
+    if (gamma || beta) {
+      for (int64_t i = 0; i < D; i++)
+        y[i] = (x[i] - mf) * rs * (gamma ? gamma[i] : 1.0f) + (beta ? beta[i] : 0.0f);
+    } else {
+      row_affine(y, x, D, rs, -mf * rs);
+    }
+  }
+}
+
+void sf_layernorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                           const float *gamma, const float *mean, const float *rstd, int64_t M, int64_t D,
+                           float scale) {
+  if (!dinp && !dgamma && !dbeta) return;
+  if (dinp) sf_nn_count(SF_K_NORM_BWD_INPUT);
+  if (dgamma || dbeta) sf_nn_count(SF_K_NORM_BWD_AFFINE);
+  for (int64_t r = 0; r < M; r++) {
+    const float *x = inp + r * D, *dy = dout + r * D;
+    const float m = mean[r], rs = rstd[r];
+    if (dgamma || dbeta) {
+      for (int64_t i = 0; i < D; i++) {
+        if (dgamma) dgamma[i] += scale * dy[i] * (x[i] - m) * rs;
+        if (dbeta) dbeta[i] += scale * dy[i];
+      }
+    }
+    if (!dinp) continue;
+    /* with g = dy * gamma: dinp = rs (g - mean(g) - xhat mean(g xhat)) */
+    double sg = 0.0, sgx = 0.0;
+    for (int64_t i = 0; i < D; i++) {
+      const double g = (double)dy[i] * (gamma ? (double)gamma[i] : 1.0);
+      sg += g;
+      sgx += g * ((double)x[i] - (double)m);
+    }
+    const float mg = (float)(sg / (double)D), mgx = (float)(sgx * (double)rs / (double)D);
+    float *dx = dinp + r * D;
+    for (int64_t i = 0; i < D; i++) {
+      const float g = dy[i] * (gamma ? gamma[i] : 1.0f);
+      dx[i] = rs * (g - mg - (x[i] - m) * rs * mgx);
+    }
+  }
+}
+
+/* ---- GroupNorm ---- */
+
+void sf_groupnorm_forward(float *out, float *save_mean, float *save_rstd, const float *inp, const float *gamma,
+                          const float *beta, int64_t N, int64_t C, int64_t HW, int64_t G, float eps) {
+  sf_nn_count(SF_K_NORM_FWD);
+  const int64_t Cg = C / G, L = Cg * HW; /* channels and values per group */
+  for (int64_t n = 0; n < N; n++) {
+    for (int64_t g = 0; g < G; g++) {
+      const int64_t o = (n * C + g * Cg) * HW; /* a group is one contiguous block */
+      const float mf = (float)(row_sum(inp + o, L) / (double)L);
+      const double var = row_sumsq_centered(inp + o, L, mf) / (double)L;
+      const double rs = 1.0 / sqrt(var + (double)eps);
+      if (save_mean) save_mean[n * G + g] = mf;
+      if (save_rstd) save_rstd[n * G + g] = (float)rs;
+      for (int64_t cc = 0; cc < Cg; cc++) {
+        const int64_t c = g * Cg + cc;
+        const float a = (float)((gamma ? (double)gamma[c] : 1.0) * rs);
+        const float b = (beta ? beta[c] : 0.0f) - mf * a;
+        row_affine(out + o + cc * HW, inp + o + cc * HW, HW, a, b);
+      }
+    }
+  }
+}
+
+void sf_groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                           const float *gamma, const float *mean, const float *rstd, int64_t N, int64_t C,
+                           int64_t HW, int64_t G, float scale) {
+  if (!dinp && !dgamma && !dbeta) return;
+  if (dinp) sf_nn_count(SF_K_NORM_BWD_INPUT);
+  if (dgamma || dbeta) sf_nn_count(SF_K_NORM_BWD_AFFINE);
+  const int64_t Cg = C / G, L = Cg * HW;
+  for (int64_t n = 0; n < N; n++) {
+    for (int64_t g = 0; g < G; g++) {
+      const int64_t o = (n * C + g * Cg) * HW;
+      const float m = mean[n * G + g];
+      const double rs = (double)rstd[n * G + g];
+      /* per channel: sdy = sum dy, sdyx = sum dy xhat; over the group, with the
+       * per-channel gamma folded in: sg = sum g, sgx = sum g xhat (g = dy gamma) */
+      double sg = 0.0, sgx = 0.0;
+      for (int64_t cc = 0; cc < Cg; cc++) {
+        const int64_t c = g * Cg + cc;
+        const double sdy = row_sum(dout + o + cc * HW, HW);
+        const double sdyx = row_dot_centered(dout + o + cc * HW, inp + o + cc * HW, HW, m) * rs;
+        if (dgamma) dgamma[c] += (float)((double)scale * sdyx);
+        if (dbeta) dbeta[c] += (float)((double)scale * sdy);
+        const double gm = gamma ? (double)gamma[c] : 1.0;
+        sg += gm * sdy;
+        sgx += gm * sdyx;
+      }
+      if (!dinp) continue;
+      /* dinp = rs (g - sg/L - xhat sgx/L) = k dy + a x + b per channel */
+      const double ad = -rs * rs * sgx / (double)L;
+      const float a = (float)ad, b = (float)(-rs * sg / (double)L - ad * (double)m);
+      for (int64_t cc = 0; cc < Cg; cc++) {
+        const int64_t c = g * Cg + cc;
+        const float k = (float)((gamma ? (double)gamma[c] : 1.0) * rs);
+        row_affine2(dinp + o + cc * HW, dout + o + cc * HW, inp + o + cc * HW, HW, k, a, b);
+      }
+    }
+  }
+}
