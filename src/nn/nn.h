@@ -29,6 +29,8 @@
 float *sf_scratch(size_t n);
 /* a second, independent scratch buffer for kernels that need two */
 float *sf_scratch2(size_t n);
+/* Frees the calling thread's scratch buffers (they regrow on demand). */
+void sf_scratch_release(void);
 
 /* ---- kernel call counters (scratch.c) ---- */
 typedef enum {
@@ -65,10 +67,67 @@ typedef struct sf_conv2d_shape {
 } sf_conv2d_shape;
 /* fills OH, OW; 0 or -1 with sf_err naming the shapes when the geometry is impossible */
 int sf_conv2d_shape_init(sf_conv2d_shape *s);
+/* Grows this thread's scratch to what the three conv kernels need for shape s (bounded:
+ * the images of a batch are processed in chunks of a few MB of columns). Call it before
+ * the kernels: they are void and abort on a scratch allocation failure, whereas this
+ * returns -1 with sf_err. */
+int sf_conv2d_reserve(const sf_conv2d_shape *s);
+/* out[N,K,OH,OW] = conv(inp[N,C,H,W], weight[K,C,R,S]) + bias[K] (bias may be NULL) */
 void sf_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias, const sf_conv2d_shape *s);
+/* dinp[N,C,H,W] (OVERWRITTEN) from dout[N,K,OH,OW] */
 void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weight, const sf_conv2d_shape *s);
+/* dweight[K,C,R,S] += scale * gradient; dbias[K] += scale * sum of dout over N, OH, OW */
 void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, const float *inp,
                                const sf_conv2d_shape *s, float scale);
+
+/* ---- pooling (pool.c), NCHW, floor output sizes (PyTorch's ceil_mode = False) ---- */
+typedef struct sf_pool2d_shape {
+  int64_t N, C, H, W;          /* input  [N,C,H,W] */
+  int64_t KH, KW;              /* window */
+  int64_t OH, OW;              /* output [N,C,OH,OW] */
+  int64_t stride_h, stride_w, pad_h, pad_w;
+} sf_pool2d_shape;
+/* fills OH, OW; -1 with sf_err ("name: ...") when the window, stride or padding is
+ * invalid (padding must be at most half the window, as in PyTorch) */
+int sf_pool2d_shape_init(sf_pool2d_shape *s, const char *name);
+/* out[N,C,OH,OW] = max over each window (padding never wins; ties: the first in row-major
+ * order; a NaN wins). indices[N,C,OH,OW] (may be NULL) receives the 0-based flat index
+ * ih*W + iw of the maximum within its [H,W] plane, as a float (exact below 2^24). */
+void sf_maxpool2d_forward(float *out, float *indices, const float *inp, const sf_pool2d_shape *s);
+/* dinp[N,C,H,W] (OVERWRITTEN) = dout scattered to the saved indices, summed on overlap */
+void sf_maxpool2d_backward(float *dinp, const float *dout, const float *indices, const sf_pool2d_shape *s);
+/* Window means; count_include_pad = 1 divides by KH*KW (PyTorch's default), 0 by the
+ * number of input elements in the window. */
+void sf_avgpool2d_forward(float *out, const float *inp, const sf_pool2d_shape *s, int count_include_pad);
+void sf_avgpool2d_backward(float *dinp, const float *dout, const sf_pool2d_shape *s, int count_include_pad);
+/* out[N,C] = mean of inp[N,C,HW] over HW; dinp[N,C,HW] = dout[N,C] / HW (OVERWRITTEN) */
+void sf_global_avgpool_forward(float *out, const float *inp, int64_t N, int64_t C, int64_t HW);
+void sf_global_avgpool_backward(float *dinp, const float *dout, int64_t N, int64_t C, int64_t HW);
+
+/* ---- optimizers (optim.c): one parameter tensor of n contiguous floats per call ----
+ * Weight decay: coupled (L2 added to the gradient, as torch.optim.Adam / SGD) unless
+ * decoupled (AdamW: p -= lr * wd * p before the update). lr already includes the
+ * parameter's lr scale. State arrays (buf, m, v) have the parameter's layout. */
+void sf_sgd_step(float *p, const float *g, float *buf, int64_t n, float lr, float momentum, float dampening,
+                 int nesterov, float weight_decay, int first_step);
+void sf_adam_step(float *p, const float *g, float *m, float *v, int64_t n, float lr, float beta1, float beta2,
+                  float eps, float weight_decay, int decoupled, int64_t step);
+
+/* ---- gradient statistics (stats.c) ---- */
+typedef struct sf_tensor_stats {
+  double sum_sq;      /* sum of squares of the values */
+  double max_abs;     /* largest |value| among the finite ones */
+  int64_t n_nan, n_inf;
+} sf_tensor_stats;
+void sf_stats(sf_tensor_stats *out, const float *x, int64_t n);
+/* Per-tensor SNR from per-example gradients g[B][n] (B >= 2): the mean over the n
+ * elements of mean_b(g)^2 / (var_b(g) + eps), var with ddof = 1. */
+double sf_snr_examples(const float *g, int64_t B, int64_t n, double eps);
+/* The released code's "SNR": with g[rows][cols] the batch-mean gradient of a tensor
+ * viewed as its first axis x the rest, the mean over the tensor of g^2 / (variance of g
+ * along the first axis + eps), the variance per column with ddof = 1 (torch.var's
+ * default); NaN when rows < 2, as torch gives. */
+double sf_snr_code(const float *g, int64_t rows, int64_t cols, double eps);
 
 /* ---- normalisation (norm.c) ----
  * Statistics are accumulated in double per row and stored as float. Affine parameters

@@ -1,2 +1,64 @@
-/* placeholder: filled in by its own change */
+/* Gradient statistics: norms, NaN/Inf counts, and the two SNR definitions. */
+#include <math.h>
+
 #include "nn.h"
+
+void sf_stats(sf_tensor_stats *out, const float *x, int64_t n) {
+  double ss = 0.0, mx = 0.0;
+  int64_t nan = 0, inf = 0;
+  for (int64_t i = 0; i < n; i++) {
+    float v = x[i];
+    if (isnan(v)) {
+      nan++;
+    } else if (isinf(v)) {
+      inf++;
+    } else {
+      double a = fabs((double)v);
+      ss += a * a;
+      if (a > mx) mx = a;
+    }
+  }
+  out->sum_sq = ss;
+  out->max_abs = mx;
+  out->n_nan = nan;
+  out->n_inf = inf;
+}
+
+double sf_snr_examples(const float *g, int64_t B, int64_t n, double eps) {
+  if (B < 2 || n == 0) return NAN;
+  double total = 0.0;
+  for (int64_t j = 0; j < n; j++) {
+    double mean = 0.0;
+    for (int64_t b = 0; b < B; b++) mean += (double)g[b * n + j];
+    mean /= (double)B;
+    double var = 0.0;
+    for (int64_t b = 0; b < B; b++) {
+      double d = (double)g[b * n + j] - mean;
+      var += d * d;
+    }
+    var /= (double)(B - 1);
+    total += mean * mean / (var + eps);
+  }
+  return total / (double)n;
+}
+
+double sf_snr_code(const float *g, int64_t rows, int64_t cols, double eps) {
+  if (rows < 2 || cols == 0) return NAN;
+  double total = 0.0;
+  for (int64_t j = 0; j < cols; j++) {
+    double mean = 0.0;
+    for (int64_t r = 0; r < rows; r++) mean += (double)g[r * cols + j];
+    mean /= (double)rows;
+    double var = 0.0;
+    for (int64_t r = 0; r < rows; r++) {
+      double d = (double)g[r * cols + j] - mean;
+      var += d * d;
+    }
+    var /= (double)(rows - 1);
+    for (int64_t r = 0; r < rows; r++) {
+      double v = (double)g[r * cols + j];
+      total += v * v / (var + eps);
+    }
+  }
+  return total / (double)(rows * cols);
+}
