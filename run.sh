@@ -64,6 +64,17 @@ sanitizer_env() {
   fi
 }
 
+# meson test, and on failure the failing TAP lines with their diagnostics (meson's
+# --print-errorlogs shows a TAP test's stderr only)
+run_tests() {
+  local dir=$1
+  shift
+  meson test -C "$dir" --print-errorlogs "$@" && return 0
+  say "failing tests ($dir/meson-logs/testlog.txt):"
+  grep -A8 '^not ok' "$dir/meson-logs/testlog.txt" >&2 || true
+  return 1
+}
+
 main_experiment() {
   local e
   for e in experiments/camelyon_embed.lua experiments/demo.lua; do
@@ -89,14 +100,14 @@ case $mode in
   test)
     install_missing
     build build --buildtype=release
-    meson test -C build --print-errorlogs "$@"
+    run_tests build "$@"
     ;;
   asan)
     install_missing
     # debugoptimized: -O2 keeps the suite fast; asserts stay on (b_ndebug=if-release)
     build build-asan --buildtype=debugoptimized -Db_sanitize=address,undefined -Db_lundef=false
     sanitizer_env
-    meson test -C build-asan --print-errorlogs --timeout-multiplier 3 "$@"
+    run_tests build-asan --timeout-multiplier 3 "$@"
     ;;
   -h | --help | help)
     sed -n '2,11s/^# \{0,1\}//p' "$0"
