@@ -1,6 +1,6 @@
 -- demo: the runtime as it exists today, end to end. A seeded synthetic linear regression
 -- (y = X w + noise) is solved five ways -- LAPACK least squares, the normal equations, QR,
--- SVD, and gradient descent driven by matmul -- and the estimates are compared in a table.
+-- SVD, and gradient descent -- and the estimates are compared in a table.
 -- It stands in for the main experiment until experiments/camelyon_embed.lua exists.
 --
 --   surgft-lua experiments/demo.lua [N [D [seed]]]
@@ -12,55 +12,36 @@ local SEED = tonumber(arg and arg[3]) or 0
 local NOISE = 0.1
 local rng = sf.rng(SEED)
 
--- One buffer Z = [e | X | y], shape [N, D+2]; the noise e, the features X and the targets
--- y are column views into it, so the products below read them without copies:
---   [e | X] @ [NOISE; w_true] = y          (generating the data)
---   [X | y] @ [w; -1]         = X w - y    (the residual of an estimate w)
-local Z = sf.zeros(N, D + 2)
-local e, X, y = Z:narrow(2, 1, 1), Z:narrow(2, 2, D), Z:narrow(2, D + 2, 1)
-local EX, XY = Z:narrow(2, 1, D + 1), Z:narrow(2, 2, D + 1)
-e:copy(sf.randn({N, 1}, rng))
-X:copy(sf.randn({N, D}, rng))
-local w_true = sf.randn({D, 1}, rng)
+local X = sf.randn({N, D}, rng)                          -- features
+local w_true = sf.randn({D, 1}, rng)                     -- the weights to recover
+local y = X:matmul(w_true) + sf.randn({N, 1}, rng) * NOISE
 
-local coef = sf.zeros(D + 1, 1)
-coef:set(1, 1, NOISE)
-coef:narrow(1, 2, D):copy(w_true)
-y:copy(EX:matmul(coef))
-
--- [w; -1]: an estimate extended so that XY @ it is the residual
-local function extended(w)
-  local v = sf.full({D + 1, 1}, -1)
-  v:narrow(1, 1, D):copy(w)
-  return v
-end
-
-local function rms_residual(w) return XY:matmul(extended(w)):norm() / math.sqrt(N) end
+local function rms_residual(w) return (X:matmul(w) - y):norm() / math.sqrt(N) end
 
 local estimates = {}
 
 estimates[#estimates + 1] = {"lstsq (LAPACK gelsd)", X:lstsq(y)}
 
-local XtX, Xty = X:t():matmul(X), X:t():matmul(y)
-estimates[#estimates + 1] = {"normal equations", XtX:solve(Xty)}
+local Xt = X:t() -- a view: no copy; matmul hands the transposition to sgemm
+estimates[#estimates + 1] = {"normal equations", Xt:matmul(X):solve(Xt:matmul(y))}
 
 local Q, R = X:qr()
 estimates[#estimates + 1] = {"QR: R w = Q'y", R:solve(Q:t():matmul(y))}
 
--- pseudo-inverse: w = V diag(1/s) U'y (the division on D entries, element by element)
-local U, S, Vt = X:svd()
-local c = U:t():matmul(y)
-for i = 1, D do c:set(i, 1, c:get(i, 1) / S:get(i)) end
-estimates[#estimates + 1] = {"SVD pseudo-inverse", Vt:t():matmul(c)}
+local U, S, Vt = X:svd() -- pseudo-inverse: w = V diag(1/s) U'y
+estimates[#estimates + 1] = {"SVD pseudo-inverse", Vt:t():matmul(U:t():matmul(y) / S:reshape{D, 1})}
 
--- gradient descent on the mean squared error: w <- w - lr * X'(X w - y) / N. X'X/N is
--- close to the identity for Gaussian features, so a step of 0.5 converges fast.
+-- gradient descent on the mean squared error: X'X/N is close to the identity for
+-- Gaussian features, so a step of 0.5 converges fast
 local w = sf.zeros(D, 1)
 local LR, STEPS = 0.5, 60
-for _ = 1, STEPS do
-  local g = X:t():matmul(XY:matmul(extended(w))) -- [D,1]
-  for i = 1, D do w:set(i, 1, w:get(i, 1) - LR * g:get(i, 1) / N) end
+local curve = {}
+for step = 1, STEPS do
+  local r = X:matmul(w) - y
+  if (step - 1) % 10 == 0 then curve[#curve + 1] = string.format("%d: %.4f", step - 1, r:norm() / math.sqrt(N)) end
+  w = w - Xt:matmul(r) * (LR / N)
 end
+curve[#curve + 1] = string.format("%d: %.4f", STEPS, rms_residual(w))
 estimates[#estimates + 1] = {string.format("gradient descent (%d steps)", STEPS), w}
 
 -- the table
@@ -79,6 +60,8 @@ for _, est in ipairs(estimates) do
   assert(err < 10 * NOISE / math.sqrt(N) * math.sqrt(D), name .. " is far from the true weights")
 end
 print(string.format("  %-28s  %14s  %14.6f", "true weights", "0", rms_residual(w_true)))
+print()
+print("gradient descent, rms residual by step: " .. table.concat(curve, ", "))
 print()
 print("first coefficients, true vs lstsq:")
 print(sf.tensor{w_true:narrow(1, 1, 4):reshape(-1):totable(), ref:narrow(1, 1, 4):reshape(-1):totable()})
