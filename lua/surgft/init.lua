@@ -4,5 +4,7 @@ local core = require "surgft.core"
 
 local sf = core
 require("surgft.tensor")(sf)
+sf.checkpoint = require "surgft.checkpoint"
+sf.save_safetensors, sf.load_safetensors = sf.checkpoint.save_safetensors, sf.checkpoint.load_safetensors
 
 return sf

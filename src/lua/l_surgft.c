@@ -9,7 +9,7 @@ int luaopen_surgft_core(lua_State *L);
 
 static const sfl_area *const areas[] = {
     &sfl_area_tensor, &sfl_area_math, &sfl_area_reduce, &sfl_area_blas, &sfl_area_linalg, &sfl_area_rng,
-    &sfl_area_io,     &sfl_area_corrupt, &sfl_area_nn, &sfl_area_norm, &sfl_area_optim,
+    &sfl_area_io,     &sfl_area_corrupt, &sfl_area_nn, &sfl_area_norm, &sfl_area_optim, &sfl_area_safetensors,
 };
 
 /* set t[name] = f for each entry, refusing duplicates (a name belongs to one area) */
