@@ -1,0 +1,173 @@
+-- The model zoo. Every model is a Sequential whose top-level children are its blocks,
+-- in order, so parameter names start with the block (block1.0.conv1.weight) and
+-- model:blocks() lists them:
+--   mlp:        fc1, fc2, ..., head
+--   cnn:        block1, block2, block3, head
+--   resnet:     stem, block1, block2, block3, head   (the paper's "Block 1" is stem +
+--               block1: a policy's choice, see sf.policy)
+--   vit:        embed, block1 .. blockN, head
+--   two_layer:  first, last                           (f(x) = v^T phi(B x))
+local sf = require "surgft.core"
+local nn = require "surgft.nn"
+
+local models = {}
+
+local function opt(o, k, default)
+  if o[k] == nil then return default end
+  return o[k]
+end
+
+local function check_keys(fn, o, allowed)
+  for k in pairs(o) do
+    if not allowed[k] then
+      local names = {}
+      for n in pairs(allowed) do names[#names + 1] = n end
+      table.sort(names)
+      error(string.format("models.%s: unknown option '%s' (valid: %s)", fn, tostring(k), table.concat(names, ", ")), 3)
+    end
+  end
+end
+
+-- mlp{sizes = {784, 512, 512, 10}, rng = r}: Flatten, then Linear + ReLU pairs, then the head
+function models.mlp(o)
+  o = o or {}
+  check_keys("mlp", o, {sizes = true, rng = true})
+  local sizes = opt(o, "sizes", {784, 512, 512, 10})
+  if #sizes < 2 then error("models.mlp: sizes needs at least an input and an output size", 2) end
+  local m = nn.Sequential()
+  m:add("flatten", nn.Flatten())
+  for i = 1, #sizes - 2 do
+    m:add("fc" .. i, nn.Linear(sizes[i], sizes[i + 1], {rng = o.rng}))
+    m:add("act" .. i, nn.ReLU())
+  end
+  m:add("head", nn.Linear(sizes[#sizes - 1], sizes[#sizes], {rng = o.rng}))
+  m.kind = "mlp"
+  return m:build()
+end
+
+-- cnn{in_channels = 1, widths = {32, 64, 128}, classes = 10, rng}: three conv-BN-ReLU
+-- blocks (the 2nd and 3rd with stride 2), global average pooling and a linear head
+function models.cnn(o)
+  o = o or {}
+  check_keys("cnn", o, {in_channels = true, widths = true, classes = true, rng = true})
+  local cin = opt(o, "in_channels", 1)
+  local widths = opt(o, "widths", {32, 64, 128})
+  local m = nn.Sequential()
+  for i, w in ipairs(widths) do
+    local b = nn.Sequential()
+    b:add("conv", nn.Conv2d(cin, w, 3, {stride = i == 1 and 1 or 2, padding = 1, bias = false, rng = o.rng}))
+    b:add("bn", nn.BatchNorm2d(w))
+    b:add("relu", nn.ReLU())
+    m:add("block" .. i, b)
+    cin = w
+  end
+  local head = nn.Sequential()
+  head:add("pool", nn.GlobalAvgPool())
+  head:add("fc", nn.Linear(cin, opt(o, "classes", 10), {rng = o.rng}))
+  m:add("head", head)
+  m.kind = "cnn"
+  return m:build()
+end
+
+-- resnet{depth = 8 | 20 | 26 | 6n+2, widths = {16, 32, 64}, classes = 10, in_channels = 3,
+--        block = "basic" | "preact", norm = "bn" | "gn", gn_groups = 8, rng}
+function models.resnet(o)
+  o = o or {}
+  check_keys("resnet", o, {depth = true, widths = true, classes = true, in_channels = true, block = true,
+                           norm = true, gn_groups = true, rng = true})
+  local depth = opt(o, "depth", 20)
+  if math.type(depth) ~= "integer" or depth < 8 or (depth - 2) % 6 ~= 0 then
+    error(string.format("models.resnet: depth must be 6n+2 (8, 14, 20, 26, ...), got %s", tostring(depth)), 2)
+  end
+  local n = (depth - 2) // 6
+  local widths = opt(o, "widths", {16, 32, 64})
+  local kind = opt(o, "block", "basic")
+  if kind ~= "basic" and kind ~= "preact" then
+    error(string.format("models.resnet: block must be 'basic' or 'preact', got '%s'", tostring(kind)), 2)
+  end
+  local norm = opt(o, "norm", "bn")
+  if norm ~= "bn" and norm ~= "gn" then
+    error(string.format("models.resnet: norm must be 'bn' or 'gn', got '%s'", tostring(norm)), 2)
+  end
+  local bopts = {norm = norm, gn_groups = o.gn_groups, rng = o.rng}
+  local Block = kind == "basic" and nn.BasicBlock or nn.PreActBlock
+  local m = nn.Sequential()
+  local stem = nn.Sequential()
+  stem:add("conv", nn.Conv2d(opt(o, "in_channels", 3), widths[1], 3, {padding = 1, bias = false, rng = o.rng}))
+  if kind == "basic" then
+    stem:add("bn", nn.norm_layer(norm, widths[1], bopts))
+    stem:add("relu", nn.ReLU())
+  end
+  m:add("stem", stem)
+  local cin = widths[1]
+  for s, w in ipairs(widths) do
+    local stage = nn.Sequential()
+    for i = 1, n do
+      stage:add(tostring(i - 1), Block(cin, w, (i == 1 and s > 1) and 2 or 1, bopts))
+      cin = w
+    end
+    m:add("block" .. s, stage)
+  end
+  local head = nn.Sequential()
+  if kind == "preact" then
+    head:add("bn", nn.norm_layer(norm, cin, bopts))
+    head:add("relu", nn.ReLU())
+  end
+  head:add("pool", nn.GlobalAvgPool())
+  head:add("fc", nn.Linear(cin, opt(o, "classes", 10), {rng = o.rng}))
+  m:add("head", head)
+  m.kind = "resnet"
+  return m:build()
+end
+
+-- vit{image = 32, patch = 4, channels = 3, dim = 64, depth = 6, heads = 4, mlp_ratio = 2,
+--     classes = 2, rng}: patch embedding + class token + positions, pre-LN blocks, then
+--     a final LayerNorm on the class token and a linear head
+function models.vit(o)
+  o = o or {}
+  check_keys("vit", o, {image = true, patch = true, channels = true, dim = true, depth = true, heads = true,
+                        mlp_ratio = true, classes = true, rng = true})
+  local image, patch = opt(o, "image", 32), opt(o, "patch", 4)
+  local dim, depth = opt(o, "dim", 64), opt(o, "depth", 6)
+  local m = nn.Sequential()
+  local embed = nn.Sequential()
+  local pe = nn.PatchEmbed(image, patch, opt(o, "channels", 3), dim, {rng = o.rng})
+  embed:add("patch", pe)
+  embed:add("tokens", nn.Tokens(pe.tokens, dim, {rng = o.rng}))
+  m:add("embed", embed)
+  for i = 1, depth do
+    m:add("block" .. i, nn.TransformerBlock(dim, opt(o, "heads", 4), {mlp_ratio = opt(o, "mlp_ratio", 2), rng = o.rng}))
+  end
+  local head = nn.Sequential()
+  head:add("norm", nn.LayerNorm(dim))
+  head:add("cls", nn.SelectToken(1))
+  head:add("fc", nn.Linear(dim, opt(o, "classes", 2), {rng = o.rng}))
+  m:add("head", head)
+  m.kind = "vit"
+  return m:build()
+end
+
+-- two_layer{d, k, phi = "linear" | "relu", out = 1, rng}: f(x) = v^T phi(B x) with
+-- B = first.weight [k,d] and v = last.weight [out,k], no biases (the paper's theory model)
+function models.two_layer(o)
+  o = o or {}
+  check_keys("two_layer", o, {d = true, k = true, phi = true, out = true, rng = true})
+  local d, k = o.d, o.k
+  if math.type(d) ~= "integer" or math.type(k) ~= "integer" or d < 1 or k < 1 then
+    error(string.format("models.two_layer: d and k must be positive integers, got d = %s, k = %s", tostring(d),
+      tostring(k)), 2)
+  end
+  local phi = opt(o, "phi", "linear")
+  local m = nn.Sequential()
+  m:add("first", nn.Linear(d, k, {bias = false, rng = o.rng}))
+  if phi == "relu" then
+    m:add("phi", nn.ReLU())
+  elseif phi ~= "linear" then
+    error(string.format("models.two_layer: phi must be 'linear' or 'relu', got '%s'", tostring(phi)), 2)
+  end
+  m:add("last", nn.Linear(k, opt(o, "out", 1), {bias = false, rng = o.rng}))
+  m.kind = "two_layer"
+  return m:build()
+end
+
+return models

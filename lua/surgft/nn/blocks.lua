@@ -1,0 +1,150 @@
+-- Composite blocks with named children: ResNet basic and pre-activation blocks, the
+-- pre-LN transformer block. Parameter names follow PyTorch's (block1.0.conv1.weight).
+return function(nn, sf)
+  local function norm_layer(kind, c, opts)
+    if kind == "gn" then return nn.GroupNorm(math.min(opts.gn_groups or 8, c), c) end
+    return nn.BatchNorm2d(c)
+  end
+  nn.norm_layer = norm_layer
+
+  local function shortcut(cin, cout, stride, kind, opts, with_norm)
+    if stride == 1 and cin == cout then return nil end
+    local s = nn.Sequential()
+    s:add("0", nn.Conv2d(cin, cout, 1, {stride = stride, bias = false, rng = opts.rng}))
+    if with_norm then s:add("1", norm_layer(kind, cout, opts)) end
+    return s
+  end
+
+  -- BasicBlock(cin, cout, stride[, {norm = "bn" | "gn", rng}]):
+  -- out = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)), shortcut a 1x1 conv + norm
+  -- when the shape changes (option B)
+  local BasicBlock = nn.class("BasicBlock")
+  nn.BasicBlock = BasicBlock
+  function BasicBlock:init(cin, cout, stride, opts)
+    opts = opts or {}
+    local kind = opts.norm or "bn"
+    self:add("conv1", nn.Conv2d(cin, cout, 3, {stride = stride, padding = 1, bias = false, rng = opts.rng}))
+    self:add("bn1", norm_layer(kind, cout, opts))
+    self:add("relu1", nn.ReLU())
+    self:add("conv2", nn.Conv2d(cout, cout, 3, {padding = 1, bias = false, rng = opts.rng}))
+    self:add("bn2", norm_layer(kind, cout, opts))
+    local sc = shortcut(cin, cout, stride, kind, opts, true)
+    if sc then self:add("shortcut", sc) end
+    self:add("relu", nn.ReLU())
+  end
+
+  function BasicBlock:forward(x)
+    nn.ensure_built(self)
+    local h = x
+    for _, name in ipairs{"conv1", "bn1", "relu1", "conv2", "bn2"} do h = self:call_child(name, "forward", h) end
+    local s = self._children.shortcut and self:call_child("shortcut", "forward", x) or x
+    self._s_sum = h + s
+    self.output = self:call_child("relu", "forward", self._s_sum)
+    return self.output
+  end
+
+  function BasicBlock:backward(x, g, need)
+    if need == false and not self:has_trainable() then self.gradInput = nil; return nil end
+    local C = self._children
+    local gs = self:call_child("relu", "backward", self._s_sum, g, true)
+    local gb = self:chain_backward({{"conv1", x}, {"bn1", C.conv1.output}, {"relu1", C.bn1.output},
+      {"conv2", C.relu1.output}, {"bn2", C.conv2.output}}, gs, need)
+    local gsc
+    if C.shortcut then
+      if need ~= false or C.shortcut:has_trainable() then gsc = self:call_child("shortcut", "backward", x, gs, need) end
+    else
+      gsc = gs
+    end
+    if need == false then self.gradInput = nil; return nil end
+    self.gradInput = gb + gsc
+    return self.gradInput
+  end
+
+  -- PreActBlock(cin, cout, stride[, opts]): o = relu(bn1(x));
+  -- out = conv2(relu(bn2(conv1(o)))) + (shortcut(o) if the shape changes, else x)
+  local PreActBlock = nn.class("PreActBlock")
+  nn.PreActBlock = PreActBlock
+  function PreActBlock:init(cin, cout, stride, opts)
+    opts = opts or {}
+    local kind = opts.norm or "bn"
+    self:add("bn1", norm_layer(kind, cin, opts))
+    self:add("relu1", nn.ReLU())
+    self:add("conv1", nn.Conv2d(cin, cout, 3, {stride = stride, padding = 1, bias = false, rng = opts.rng}))
+    self:add("bn2", norm_layer(kind, cout, opts))
+    self:add("relu2", nn.ReLU())
+    self:add("conv2", nn.Conv2d(cout, cout, 3, {padding = 1, bias = false, rng = opts.rng}))
+    local sc = shortcut(cin, cout, stride, kind, opts, false)
+    if sc then self:add("shortcut", sc) end
+  end
+
+  function PreActBlock:forward(x)
+    nn.ensure_built(self)
+    local o = self:call_child("relu1", "forward", self:call_child("bn1", "forward", x))
+    local h = o
+    for _, name in ipairs{"conv1", "bn2", "relu2", "conv2"} do h = self:call_child(name, "forward", h) end
+    local s = self._children.shortcut and self:call_child("shortcut", "forward", o) or x
+    self.output = h + s
+    return self.output
+  end
+
+  function PreActBlock:backward(x, g, need)
+    if need == false and not self:has_trainable() then self.gradInput = nil; return nil end
+    local C = self._children
+    local o = C.relu1.output
+    -- o's gradient is needed when anything below it trains or the input gradient is wanted
+    local need_o = need ~= false or C.bn1:has_trainable()
+    local go = self:chain_backward({{"conv1", o}, {"bn2", C.conv1.output}, {"relu2", C.bn2.output},
+      {"conv2", C.relu2.output}}, g, need_o)
+    if C.shortcut and (need_o or C.shortcut:has_trainable()) then
+      local gsc = self:call_child("shortcut", "backward", o, g, need_o)
+      if need_o then go = go + gsc end
+    end
+    local gx
+    if need_o then gx = self:chain_backward({{"bn1", x}, {"relu1", C.bn1.output}}, go, need) end
+    if need == false then self.gradInput = nil; return nil end
+    if not C.shortcut then gx = gx + g end
+    self.gradInput = gx
+    return gx
+  end
+
+  -- TransformerBlock(dim, heads[, {mlp_ratio = 4, rng}]), pre-LN:
+  -- x1 = x + attn(ln1(x)); out = x1 + fc2(gelu(fc1(ln2(x1))))
+  local TransformerBlock = nn.class("TransformerBlock")
+  nn.TransformerBlock = TransformerBlock
+  function TransformerBlock:init(dim, heads, opts)
+    opts = opts or {}
+    local hidden = math.floor(dim * (opts.mlp_ratio or 4))
+    self:add("ln1", nn.LayerNorm(dim))
+    self:add("attn", nn.MultiheadAttention(dim, heads, {rng = opts.rng}))
+    self:add("ln2", nn.LayerNorm(dim))
+    self:add("fc1", nn.Linear(dim, hidden, {rng = opts.rng}))
+    self:add("act", nn.GELU())
+    self:add("fc2", nn.Linear(hidden, dim, {rng = opts.rng}))
+  end
+
+  function TransformerBlock:forward(x)
+    nn.ensure_built(self)
+    local a = self:call_child("attn", "forward", self:call_child("ln1", "forward", x))
+    local x1 = x + a
+    local h = x1
+    for _, name in ipairs{"ln2", "fc1", "act", "fc2"} do h = self:call_child(name, "forward", h) end
+    self._s_x1 = x1
+    self.output = x1 + h
+    return self.output
+  end
+
+  function TransformerBlock:backward(x, g, need)
+    if need == false and not self:has_trainable() then self.gradInput = nil; return nil end
+    local C = self._children
+    local x1 = self._s_x1
+    local need_x1 = need ~= false or C.ln1:has_trainable() or C.attn:has_trainable()
+    local gm = self:chain_backward({{"ln2", x1}, {"fc1", C.ln2.output}, {"act", C.fc1.output},
+      {"fc2", C.act.output}}, g, need_x1)
+    if not need_x1 then self.gradInput = nil; return nil end
+    local g1 = g + gm
+    local ga = self:chain_backward({{"ln1", x}, {"attn", C.ln1.output}}, g1, need)
+    if need == false then self.gradInput = nil; return nil end
+    self.gradInput = g1 + ga
+    return self.gradInput
+  end
+end

@@ -1,0 +1,84 @@
+-- Containers: Sequential (ordered, optionally named children), Residual (a branch plus
+-- a shortcut, summed), Identity. Backward stops below the lowest trainable child when
+-- no input gradient is wanted.
+return function(nn, sf)
+  local Sequential = nn.class("Sequential")
+  nn.Sequential = Sequential
+
+  -- Sequential{m1, m2, ...} (children named "0", "1", ... like PyTorch) or
+  -- Sequential{{"stem", m1}, {"block1", m2}, ...} for named children
+  function Sequential:init(list)
+    for _, item in ipairs(list or {}) do
+      if type(item) == "table" and item.forward == nil and item[2] then
+        self:add(item[1], item[2])
+      else
+        self:add(item)
+      end
+    end
+  end
+
+  function Sequential:forward(input)
+    local x = input
+    for i = 1, #self._children do x = self:call_child(i, "forward", x) end
+    self.output = x
+    return x
+  end
+
+  function Sequential:backward(input, gradOutput, need)
+    local steps = {}
+    for i, c in ipairs(self._children) do
+      steps[i] = {c.name, i == 1 and input or self._children[i - 1].module.output}
+    end
+    self.gradInput = self:chain_backward(steps, gradOutput, need)
+    return self.gradInput
+  end
+
+  function Sequential:extra_repr() return "" end
+
+  local Identity = nn.class("Identity")
+  nn.Identity = Identity
+  function Identity:forward(input) self.output = input; return input end
+  function Identity:backward(_, gradOutput, need)
+    if need == false then self.gradInput = nil; return nil end
+    self.gradInput = gradOutput
+    return gradOutput
+  end
+
+  -- Residual(branch[, shortcut]): output = branch(x) + shortcut(x), shortcut = identity
+  -- when absent. Children are named "branch" and "shortcut".
+  local Residual = nn.class("Residual")
+  nn.Residual = Residual
+  function Residual:init(branch, shortcut)
+    self:add("branch", branch)
+    self:add("shortcut", shortcut or Identity())
+  end
+
+  function Residual:forward(input)
+    local a = self:call_child(1, "forward", input)
+    local b = self:call_child(2, "forward", input)
+    local sa, sb = a:size(), b:size()
+    if #sa ~= #sb then
+      error(string.format("Residual: branch output has shape [%s] but shortcut output has shape [%s]",
+        table.concat(sa, ","), table.concat(sb, ",")), 0)
+    end
+    for d = 1, #sa do
+      if sa[d] ~= sb[d] then
+        error(string.format("Residual: branch output has shape [%s] but shortcut output has shape [%s]",
+          table.concat(sa, ","), table.concat(sb, ",")), 0)
+      end
+    end
+    self.output = a + b
+    return self.output
+  end
+
+  function Residual:backward(input, gradOutput, need)
+    local want = need ~= false
+    local branch, shortcut = self._children[1].module, self._children[2].module
+    local ga, gb
+    if want or branch:has_trainable() then ga = self:call_child(1, "backward", input, gradOutput, want) end
+    if want or shortcut:has_trainable() then gb = self:call_child(2, "backward", input, gradOutput, want) end
+    if not want then self.gradInput = nil; return nil end
+    self.gradInput = ga + gb
+    return self.gradInput
+  end
+end

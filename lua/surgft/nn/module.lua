@@ -1,0 +1,364 @@
+-- The module protocol: Torch's forward/backward with named, flat parameters.
+--
+--   forward(input)                      -> output (kept in self.output)
+--   backward(input, gradOutput[, need]) -> gradInput (nil when need == false)
+--        accumulates the gradients of trainable parameters; frozen ones get none.
+--        need == false says nobody wants the input gradient: the module then skips
+--        it, and a container stops the backward pass below its lowest trainable child.
+--   parameters()  -> records {name, block, value, grad, trainable, lr_scale, decay,
+--                              shape, module, attr}, in a stable order
+--   zero_grad(), training(), evaluate(), clone(), apply(fn), tostring
+--
+-- Parameters are declared by leaf modules with self:param(attr, tensor, {decay=...}).
+-- The first call of parameters() (or build()) on the outermost module, the root, lays
+-- every parameter and its gradient out in one flat value buffer and one flat gradient
+-- buffer, and rebinds each layer's tensor (self.weight) to a view of them. After that
+-- the tree is fixed: adding children is an error.
+local sf = require "surgft.core"
+
+local nn = {}
+
+-- ---- classes ----
+
+local Module = {}
+Module.__index = Module
+Module._class_name = "Module"
+nn.Module = Module
+
+-- what every constructor does before the class's init
+local function base_init(self)
+  self._params = {}     -- ordered local records: {attr, value, grad, decay, trainable, ...}
+  self._buffers = {}    -- ordered {attr, value}: persistent state saved with the model
+  self._children = {}   -- ordered {name, module}
+  self._train = true
+  self.output = nil
+  self.gradInput = nil
+end
+
+-- nn.class(name[, parent]) -> class; instances are made by calling the class:
+-- Linear(3, 4) runs Linear.init(self, 3, 4).
+function nn.class(name, parent)
+  local cls = {}
+  cls.__index = cls
+  cls.__name = name
+  cls._class_name = name
+  cls.__tostring = function(self) return self:tostring_tree() end
+  setmetatable(cls, {__index = parent or Module, __call = function(c, ...) return c.new(...) end})
+  cls.new = function(...)
+    local self = setmetatable({}, cls)
+    base_init(self)
+    self:init(...)
+    return self
+  end
+  return cls
+end
+
+function Module:init() end
+
+function Module:type() return self._class_name end
+
+-- ---- declaring parameters, buffers and children ----
+
+-- self:param("weight", tensor[, {decay = true}]) declares a parameter; self.weight is
+-- its value (a view into the root's flat buffer once built).
+function Module:param(attr, value, opts)
+  if self._built then error(string.format("%s: cannot add parameter '%s' after the model was built", self:type(), attr), 2) end
+  assert(sf.is_tensor(value), "param: value must be a tensor")
+  opts = opts or {}
+  local rec = {attr = attr, value = value, decay = opts.decay ~= false, trainable = true, lr_scale = 1,
+               module = self, shape = value:size()}
+  self._params[#self._params + 1] = rec
+  self._params[attr] = rec
+  self[attr] = value
+  return value
+end
+
+-- a persistent non-parameter tensor (BatchNorm running statistics)
+function Module:buffer(attr, value)
+  self._buffers[#self._buffers + 1] = {attr = attr, value = value}
+  self[attr] = value
+  return value
+end
+
+function Module:add(name, module)
+  if self._built then error(string.format("%s: cannot add child '%s' after the model was built", self:type(), tostring(name)), 2) end
+  if module == nil then module, name = name, #self._children end
+  name = tostring(name)
+  if type(module) ~= "table" or not module.forward then
+    error(string.format("%s:add: argument for child '%s' is not a module (got %s)", self:type(), name, type(module)), 2)
+  end
+  if self._children[name] then error(string.format("%s:add: a child named '%s' already exists", self:type(), name), 2) end
+  self._children[#self._children + 1] = {name = name, module = module}
+  self._children[name] = module
+  return self
+end
+
+function Module:children()
+  local out = {}
+  for i, c in ipairs(self._children) do out[i] = c.module end
+  return out
+end
+
+function Module:child(name) return self._children[name] end
+
+-- ---- traversal ----
+
+-- visit(fn) calls fn(module, path) depth-first, parents before children
+function Module:visit(fn, prefix)
+  fn(self, prefix or "")
+  for _, c in ipairs(self._children) do
+    c.module:visit(fn, prefix and prefix ~= "" and (prefix .. "." .. c.name) or tostring(c.name))
+  end
+end
+
+-- apply(fn): fn(module) on every module, parents first; returns self
+function Module:apply(fn)
+  self:visit(function(m) fn(m) end)
+  return self
+end
+
+-- ---- building: flat buffers and records ----
+
+-- the block a parameter belongs to: the first component of its name, unless the root
+-- says otherwise with a block_of(name) method
+local function default_block(name) return name:match("^([^.]+)") or name end
+
+function Module:build()
+  if self._built then return self end
+  local records, total = {}, 0
+  self:visit(function(m, path)
+    if m ~= self and m._built then
+      error(string.format("%s: child '%s' belongs to another built model; clone it first", self:type(), path), 3)
+    end
+    for _, rec in ipairs(m._params) do
+      rec.name = path == "" and rec.attr or (path .. "." .. rec.attr)
+      rec.offset = total
+      rec.numel = rec.value:numel()
+      total = total + rec.numel
+      records[#records + 1] = rec
+    end
+  end)
+  local flat_value, flat_grad = sf.zeros(math.max(total, 0)), sf.zeros(math.max(total, 0))
+  for _, rec in ipairs(records) do
+    local v = flat_value:narrow(1, rec.offset + 1, rec.numel):view(rec.shape)
+    v:copy(rec.value)
+    rec.value = v
+    rec.grad = flat_grad:narrow(1, rec.offset + 1, rec.numel):view(rec.shape)
+    rec.module[rec.attr] = v
+    rec.block = self.block_of and self:block_of(rec.name) or default_block(rec.name)
+  end
+  self._records = records
+  self._by_name = {}
+  for _, rec in ipairs(records) do self._by_name[rec.name] = rec end
+  self._flat_value, self._flat_grad = flat_value, flat_grad
+  self:visit(function(m) m._built = true end)
+  return self
+end
+
+-- parameters() -> the records, in order (builds on first call)
+function Module:parameters()
+  self:build()
+  return self._records
+end
+
+function Module:parameter(name)
+  self:build()
+  local rec = self._by_name[name]
+  if not rec then error(string.format("parameter: no parameter named '%s'", tostring(name)), 2) end
+  return rec
+end
+
+function Module:flat() self:build(); return self._flat_value, self._flat_grad end
+
+-- blocks() -> block names in order of first appearance (a model may override)
+function Module:blocks()
+  local seen, out = {}, {}
+  for _, rec in ipairs(self:parameters()) do
+    if not seen[rec.block] then seen[rec.block] = true; out[#out + 1] = rec.block end
+  end
+  return out
+end
+
+function Module:zero_grad()
+  local _, g = self:flat()
+  g:zero()
+  return self
+end
+
+-- named persistent state: parameters and buffers, name -> tensor (for checkpoints)
+function Module:state()
+  self:build()
+  local out = {}
+  for _, rec in ipairs(self._records) do out[rec.name] = rec.value end
+  self:visit(function(m, path)
+    for _, b in ipairs(m._buffers) do out[path == "" and b.attr or (path .. "." .. b.attr)] = m[b.attr] end
+  end)
+  return out
+end
+
+-- ---- freezing ----
+
+-- set_trainable(flag[, filter]): filter is nil (all), a block name, or a function(rec)
+function Module:set_trainable(flag, filter)
+  for _, rec in ipairs(self:parameters()) do
+    if filter == nil or filter == rec.block or (type(filter) == "function" and filter(rec)) then rec.trainable = flag end
+  end
+  return self
+end
+
+-- does any parameter of this subtree train? (leaf layers skip gradient work otherwise)
+function Module:has_trainable()
+  for _, rec in ipairs(self._params) do if rec.trainable then return true end end
+  for _, c in ipairs(self._children) do if c.module:has_trainable() then return true end end
+  return false
+end
+
+-- is a named local parameter trainable? (for layer implementations)
+function Module:trains(attr)
+  local rec = self._params[attr]
+  return rec ~= nil and rec.trainable
+end
+
+-- ---- modes ----
+
+function Module:training()
+  self:apply(function(m) m._train = true end)
+  return self
+end
+
+function Module:evaluate()
+  self:apply(function(m) m._train = false end)
+  return self
+end
+
+function Module:is_training() return self._train end
+
+-- set_bn_mode(mode): an explicit BatchNorm mode on every norm layer of the subtree
+-- ("eval" | "batch" | "train" | "tent"), or nil to follow training()/evaluate() again
+function Module:set_bn_mode(mode)
+  self:apply(function(m) if m.set_mode then m:set_mode(mode) end end)
+  return self
+end
+
+-- ---- copies ----
+
+local function deep_copy(v, seen)
+  if sf.is_tensor(v) then return v end -- tensors are handled by clone() below
+  if type(v) ~= "table" then return v end
+  if seen[v] then return seen[v] end
+  local out = {}
+  seen[v] = out
+  for k, x in pairs(v) do out[deep_copy(k, seen)] = deep_copy(x, seen) end
+  return setmetatable(out, getmetatable(v))
+end
+
+-- clone(): a deep copy with its own tensors (unbuilt copies stay unbuilt; built ones
+-- get their own flat buffers with the same values, trainable flags and lr scales)
+function Module:clone()
+  local seen = {}
+  -- tensors that are parameters or buffers are cloned; scratch (output, gradInput) dropped
+  local copy = deep_copy(self, seen)
+  copy:visit(function(m)
+    m.output, m.gradInput = nil, nil
+    for k in pairs(m) do -- scratch kept between calls is named _s_*: never shared
+      if type(k) == "string" and k:sub(1, 3) == "_s_" then m[k] = nil end
+    end
+    for _, b in ipairs(m._buffers) do
+      b.value = m[b.attr]:clone()
+      m[b.attr] = b.value
+    end
+    for _, rec in ipairs(m._params) do
+      rec.value = m[rec.attr]:clone()
+      rec.grad = nil
+      m[rec.attr] = rec.value
+      rec.module = m
+    end
+    m._built = nil
+    m._records, m._by_name, m._flat_value, m._flat_grad = nil, nil, nil, nil
+  end)
+  if self._built then
+    copy:build()
+    for i, rec in ipairs(self._records) do
+      copy._records[i].trainable = rec.trainable
+      copy._records[i].lr_scale = rec.lr_scale
+    end
+  end
+  return copy
+end
+
+-- ---- errors: which child failed ----
+
+-- call_child(i or name, method, ...): a child's method, with an error that names the
+-- child's path and type ("In child 'block1' (Sequential) of ResNet > In child '0' ...")
+function Module:call_child(i, method, ...)
+  local c
+  if type(i) == "number" then
+    c = self._children[i]
+  else
+    for _, e in ipairs(self._children) do if e.name == i then c = e break end end
+  end
+  if not c then error(string.format("%s: no child '%s'", self:type(), tostring(i)), 2) end
+  local ok, a = pcall(c.module[method], c.module, ...)
+  if not ok then
+    local where = string.format("In child '%s' (%s) of %s", tostring(c.name), c.module:type(), self:type())
+    if type(a) == "string" and a:find("^In child ") then
+      a = where .. " > " .. a:sub(10)
+    elseif type(a) == "string" then
+      a = where .. ", " .. method .. ": " .. a
+    end
+    error(a, 0)
+  end
+  return a
+end
+
+-- chain_backward(steps, gradOutput, need): backward through children applied in
+-- sequence, steps = {{child, input}, ...} in forward order. Nothing runs below the
+-- lowest child with a trainable parameter when no input gradient is wanted; returns
+-- the input gradient, or nil when need == false.
+function Module:chain_backward(steps, g, need)
+  local lo = 1
+  if need == false then
+    lo = nil
+    for i, st in ipairs(steps) do
+      local c = type(st[1]) == "table" and st[1] or self._children[st[1]]
+      if c:has_trainable() then lo = i break end
+    end
+    if not lo then return nil end
+  end
+  for i = #steps, lo, -1 do
+    g = self:call_child(steps[i][1], "backward", steps[i][2], g, i > lo or need ~= false)
+  end
+  if need == false then return nil end
+  return g
+end
+
+-- ---- printing ----
+
+function Module:extra_repr() return "" end
+
+function Module:tostring_tree(indent)
+  indent = indent or ""
+  local head = self:type()
+  local extra = self:extra_repr()
+  if extra ~= "" then head = head .. "(" .. extra .. ")" end
+  if #self._children == 0 then return head end
+  local lines = {head .. " {"}
+  for _, c in ipairs(self._children) do
+    lines[#lines + 1] = indent .. "  (" .. tostring(c.name) .. "): " .. c.module:tostring_tree(indent .. "  ")
+  end
+  lines[#lines + 1] = indent .. "}"
+  return table.concat(lines, "\n")
+end
+Module.__tostring = Module.tostring_tree
+
+-- ---- defaults for leaves ----
+
+function Module:forward(input)
+  error(string.format("%s: forward is not implemented", self:type()), 2)
+end
+
+function Module:backward(input, gradOutput, need)
+  error(string.format("%s: backward is not implemented", self:type()), 2)
+end
+
+return nn
