@@ -4,6 +4,7 @@ local core = require "surgft.core"
 
 local sf = core
 require("surgft.tensor")(sf)
+sf.data = require "surgft.data" -- loads its parts on first use
 sf.checkpoint = require "surgft.checkpoint"
 sf.save_safetensors, sf.load_safetensors = sf.checkpoint.save_safetensors, sf.checkpoint.load_safetensors
 
