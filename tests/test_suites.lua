@@ -106,6 +106,8 @@ function TestFmnistC:test_fixed_test_set_across_target_sizes()
   local b = S.fmnist_c(opts{corruption = "fog", seed = 4, n_per_class = 4})
   lu.assertEquals(a.target.test.meta.index, b.target.test.meta.index)
   lu.assertEquals(a.target.val.meta.index, b.target.val.meta.index)
+  lu.assertEquals(a.target.test.x:max_abs_diff(b.target.test.x), 0) -- the same corruption noise too
+  lu.assertEquals(a.target.val.x:max_abs_diff(b.target.val.x), 0)
   lu.assertEquals(b.target.train:size(), 40)
 end
 
@@ -246,6 +248,9 @@ function TestFmnistSpurious:test_rates_markers_and_groups()
   lu.assertAlmostEquals(aligned_rate(S.fmnist_spurious(opts{target_rate = "reversed", n_test_per_class = 20}).target.test), 0, 1e-12)
   same_suite(s, S.fmnist_spurious(o))
   lu.assertEquals(#s.info.groups, 20)
+  -- the target test markers do not depend on the other splits' sizes
+  local o2 = opts{seed = 8, rate = 0.5, n_source_per_class = 7, n_test_per_class = 20, n_per_class = 1}
+  lu.assertEquals(S.fmnist_spurious(o2).target.test.meta.attribute, s.target.test.meta.attribute)
 end
 
 function TestFmnistSpurious:test_group_accuracy()

@@ -95,6 +95,14 @@ end
 
 local function identity(_, l) return l end
 
+-- One generator per (purpose, side, split), so that what one split draws never depends on
+-- the sizes of the others: with the same seed, the target test set keeps its corruption
+-- noise and markers when n_per_class changes.
+local SPLIT_CODE = {source = {train = 1, val = 2}, target = {train = 3, val = 4, test = 5}}
+local function split_rng(opts, purpose, side, k)
+  return sf.rng(((opts.seed or 0) * 16 + purpose) * 8 + SPLIT_CODE[side][k])
+end
+
 --[[ sf.data.suites.fmnist_c{corruption = "gaussian_noise", severity = 5, ...common}
 Input-level shift, like CIFAR-10-C: the target images are the test images with one
 corruption (sf.corrupt) at one severity; the source is clean. The corruption noise is
@@ -108,10 +116,9 @@ function M.fmnist_c(opts)
   if not known[c] then error(string.format("%s: unknown corruption '%s' (known: %s)", fn, tostring(c), table.concat(sf.corruptions(), ", ")), 2) end
   if math.type(s) ~= "integer" or s < 1 or s > 5 then error(fn .. ": severity must be an integer in 1..5, got " .. tostring(s), 2) end
   local suite = skeleton(fn, "fmnist_c", opts, fmnist.CLASSES, identity, fmnist.CLASSES)
-  local noise = sf.rng((opts.seed or 0) + 7919)
-  for _, k in ipairs{"train", "val", "test"} do
+  for _, k in ipairs{"test", "val", "train"} do
     local ds = suite.target[k]
-    if ds:size() > 0 then suite.target[k] = ds:with_images(sf.corrupt(ds.x, c, s, noise)) end
+    if ds:size() > 0 then suite.target[k] = ds:with_images(sf.corrupt(ds.x, c, s, split_rng(opts, 1, "target", k))) end
   end
   suite.info = {suite = fn, shift = "input", corruption = c, severity = s, seed = opts.seed or 0}
   return suite
@@ -266,7 +273,6 @@ function M.fmnist_spurious(opts)
   local size = opts.marker or 4
   if math.type(size) ~= "integer" or size < 1 or size > 5 then error(fn .. ": marker must be an integer size in 1..5", 2) end
   local suite = skeleton(fn, "fmnist_spurious", opts, fmnist.CLASSES, identity, fmnist.CLASSES)
-  local rng = sf.rng((opts.seed or 0) + 104729)
   local groups = {}
   for c = 1, 10 do
     groups[2 * c - 1] = fmnist.CLASSES[c] .. " / aligned marker"
@@ -276,7 +282,7 @@ function M.fmnist_spurious(opts)
     for _, k in ipairs{"train", "val", "test"} do
       local ds = suite[side][k]
       if ds then
-        local attr, aligned = draw_attributes(ds, side == "source" and rate or trate, rng)
+        local attr, aligned = draw_attributes(ds, side == "source" and rate or trate, split_rng(opts, 2, side, k))
         stamp(ds, attr, size)
         local y, group = ds:labels(), {}
         for i = 1, ds:size() do group[i] = 2 * (y[i] - 1) + (aligned[i] == 1 and 1 or 2) end
