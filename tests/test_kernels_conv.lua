@@ -1,6 +1,788 @@
--- placeholder suite: replaced by its own change
+-- Linear, conv2d and pooling kernels (sf.kernels): hand-computed cases, naive Lua-loop
+-- references on seeded random shapes, finite-difference gradients, accumulation and
+-- scale, nil skips proven by the kernel counters, strided inputs, reused outputs, and
+-- the error contract.
 local lu = require "luaunit"
 local sf = require "surgft"
-TestPlaceholder = {}
-function TestPlaceholder:test_loads() lu.assertNotNil(sf.zeros) end
+local K = sf.kernels
+
+-- ---- helpers ----
+
+local function flat(t) return t:reshape(-1):totable() end
+
+local function from_flat(v, shape) return sf.tensor(v):reshape(shape) end
+
+-- max |a - b| over two flat arrays, relative to the larger of 1 and max |b|
+local function rel_maxdiff(a, b)
+  lu.assertEquals(#a, #b)
+  local d, m = 0, 1
+  for i = 1, #a do
+    d = math.max(d, math.abs(a[i] - b[i]))
+    m = math.max(m, math.abs(b[i]))
+  end
+  return d / m
+end
+
+local function assert_near(got, want, tol, what)
+  local a = sf.is_tensor(got) and flat(got) or got
+  local b = sf.is_tensor(want) and flat(want) or want
+  local d = rel_maxdiff(a, b)
+  lu.assertTrue(d <= (tol or 1e-5), string.format("%s: max relative difference %g > %g", what or "", d, tol or 1e-5))
+end
+
+local function pair(v) return type(v) == "table" and v or {v, v} end
+
+-- Naive conv2d on flat arrays (0-based index arithmetic): forward, and the scatter form
+-- of all three gradients for upstream gradient g.
+local function ref_conv(x, xs, w, ws, b, stride, pad)
+  local N, C, H, W = xs[1], xs[2], xs[3], xs[4]
+  local Kc, R, S = ws[1], ws[3], ws[4]
+  local sh, sw = pair(stride)[1], pair(stride)[2]
+  local ph, pw = pair(pad)[1], pair(pad)[2]
+  local OH, OW = (H + 2 * ph - R) // sh + 1, (W + 2 * pw - S) // sw + 1
+  local out = {}
+  for n = 0, N - 1 do
+    for k = 0, Kc - 1 do
+      for oh = 0, OH - 1 do
+        for ow = 0, OW - 1 do
+          local s = b and b[k + 1] or 0
+          for c = 0, C - 1 do
+            for r = 0, R - 1 do
+              local ih = oh * sh - ph + r
+              if ih >= 0 and ih < H then
+                for q = 0, S - 1 do
+                  local iw = ow * sw - pw + q
+                  if iw >= 0 and iw < W then
+                    s = s + x[((n * C + c) * H + ih) * W + iw + 1] * w[((k * C + c) * R + r) * S + q + 1]
+                  end
+                end
+              end
+            end
+          end
+          out[((n * Kc + k) * OH + oh) * OW + ow + 1] = s
+        end
+      end
+    end
+  end
+  return out, {N, Kc, OH, OW}
+end
+
+local function ref_conv_grads(g, x, xs, w, ws, stride, pad)
+  local N, C, H, W = xs[1], xs[2], xs[3], xs[4]
+  local Kc, R, S = ws[1], ws[3], ws[4]
+  local sh, sw = pair(stride)[1], pair(stride)[2]
+  local ph, pw = pair(pad)[1], pair(pad)[2]
+  local OH, OW = (H + 2 * ph - R) // sh + 1, (W + 2 * pw - S) // sw + 1
+  local dx, dw, db = {}, {}, {}
+  for i = 1, #x do dx[i] = 0 end
+  for i = 1, #w do dw[i] = 0 end
+  for k = 1, Kc do db[k] = 0 end
+  for n = 0, N - 1 do
+    for k = 0, Kc - 1 do
+      for oh = 0, OH - 1 do
+        for ow = 0, OW - 1 do
+          local gv = g[((n * Kc + k) * OH + oh) * OW + ow + 1]
+          db[k + 1] = db[k + 1] + gv
+          for c = 0, C - 1 do
+            for r = 0, R - 1 do
+              local ih = oh * sh - ph + r
+              if ih >= 0 and ih < H then
+                for q = 0, S - 1 do
+                  local iw = ow * sw - pw + q
+                  if iw >= 0 and iw < W then
+                    local xi, wi = ((n * C + c) * H + ih) * W + iw + 1, ((k * C + c) * R + r) * S + q + 1
+                    dx[xi] = dx[xi] + gv * w[wi]
+                    dw[wi] = dw[wi] + gv * x[xi]
+                  end
+                end
+              end
+            end
+          end
+        end
+      end
+    end
+  end
+  return dx, dw, db
+end
+
+-- sum(out * proj) in double: the scalar loss of the gradient checks
+local function project(out, proj)
+  local o, p, s = flat(out), flat(proj), 0
+  for i = 1, #o do s = s + o[i] * p[i] end
+  return s
+end
+
+-- Central differences of loss() with respect to `count` seeded elements of tensor t
+-- (contiguous), compared with the flat analytic gradient.
+local function fd_check(t, analytic, loss, rng, count, eps, tol, what)
+  local v = t:view(-1)
+  local n = v:numel()
+  for j = 1, count do
+    local i = rng:random(n)
+    local x0 = v:get(i)
+    v:set(i, x0 + eps)
+    local lp = loss()
+    v:set(i, x0 - eps)
+    local lm = loss()
+    v:set(i, x0)
+    local num = (lp - lm) / (2 * eps)
+    local a = analytic[i]
+    lu.assertTrue(math.abs(num - a) <= tol * math.max(1, math.abs(a)),
+      string.format("%s: element %d analytic %.6g numeric %.6g", what, i, a, num))
+  end
+end
+
+local function randn(shape, rng) return sf.randn(shape, rng) end
+
+-- ---- conv2d ----
+
+TestConv2d = {}
+
+function TestConv2d:setUp() K.reset_counters() end
+
+function TestConv2d:test_hand_computed()
+  -- input 1..9 in a 3x3 plane, kernel [[1,0],[0,-1]]: each output is x[i][j] - x[i+1][j+1] = -4
+  local x = from_flat({1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 1, 3, 3})
+  local w = from_flat({1, 0, 0, -1}, {1, 1, 2, 2})
+  lu.assertEquals(K.conv2d_forward(x, w):totable(), {{{{-4, -4}, {-4, -4}}}})
+  lu.assertEquals(K.conv2d_forward(x, w, sf.tensor{10}):totable(), {{{{6, 6}, {6, 6}}}})
+  -- padding 1: the border sees zeros
+  lu.assertEquals(K.conv2d_forward(x, w, nil, 1, 1):totable(),
+    {{{{-1, -2, -3, 0}, {-4, -4, -4, 3}, {-7, -4, -4, 6}, {0, 7, 8, 9}}}})
+  -- stride 2 with padding 1: the corners of the padded map
+  lu.assertEquals(K.conv2d_forward(x, w, nil, 2, 1):totable(), {{{{-1, -3}, {-7, -4}}}})
+  -- a 1x1 convolution (the direct sgemm path): channel mixing, two channels in, one out
+  local x2 = from_flat({1, 2, 3, 4, 10, 20, 30, 40}, {1, 2, 2, 2})
+  local w2 = from_flat({2, -1}, {1, 2, 1, 1})
+  lu.assertEquals(K.conv2d_forward(x2, w2, sf.tensor{0.5}):totable(), {{{{-7.5, -15.5}, {-23.5, -31.5}}}})
+  -- backward input of the 2x2 kernel with unit upstream gradient
+  local dx = K.conv2d_backward_input(sf.ones{1, 1, 2, 2}, w, x)
+  lu.assertEquals(dx:totable(), {{{{1, 1, 0}, {1, 0, -1}, {0, -1, -1}}}})
+  -- weight gradient: sums of the input windows
+  local dw, db = K.conv2d_backward_weight(sf.ones{1, 1, 2, 2}, x, sf.zeros{1, 1, 2, 2}, sf.zeros{1})
+  lu.assertEquals(dw:totable(), {{{{12, 16}, {24, 28}}}})
+  lu.assertEquals(db:totable(), {4})
+end
+
+-- shapes covering the paths: general im2col (several strides and paddings, non-square,
+-- batch > 1, channels > 1), 1x1 stride 1 (direct sgemm), 1x1 strided (im2col)
+local CASES = {
+  {x = {2, 3, 7, 5}, w = {4, 3, 3, 3}, stride = 1, pad = 1, bias = true},
+  {x = {3, 2, 6, 8}, w = {5, 2, 3, 2}, stride = {2, 1}, pad = {1, 0}, bias = false},
+  {x = {2, 4, 9, 9}, w = {3, 4, 5, 5}, stride = 2, pad = 2, bias = true},
+  {x = {1, 3, 5, 4}, w = {2, 3, 2, 3}, stride = {1, 3}, pad = {0, 2}, bias = true},
+  {x = {4, 5, 4, 3}, w = {6, 5, 1, 1}, stride = 1, pad = 0, bias = true},
+  {x = {2, 3, 5, 5}, w = {2, 3, 1, 1}, stride = 2, pad = 0, bias = false},
+  {x = {2, 2, 4, 4}, w = {3, 2, 4, 4}, stride = 3, pad = 1, bias = true},
+  {x = {5, 2, 3, 3}, w = {2, 2, 3, 3}, stride = 1, pad = 0, bias = false},
+}
+
+function TestConv2d:test_forward_against_naive()
+  local rng = sf.rng(11)
+  for ci, c in ipairs(CASES) do
+    local x, w = randn(c.x, rng), randn(c.w, rng)
+    local b = c.bias and randn({c.w[1]}, rng) or nil
+    local want, oshape = ref_conv(flat(x), c.x, flat(w), c.w, b and flat(b), c.stride, c.pad)
+    local out = K.conv2d_forward(x, w, b, c.stride, c.pad)
+    lu.assertEquals(out:size(), oshape, "case " .. ci)
+    assert_near(out, want, 1e-5, "forward case " .. ci)
+  end
+end
+
+function TestConv2d:test_backward_against_naive()
+  local rng = sf.rng(12)
+  for ci, c in ipairs(CASES) do
+    local x, w = randn(c.x, rng), randn(c.w, rng)
+    local out = K.conv2d_forward(x, w, nil, c.stride, c.pad)
+    local g = randn(out:size(), rng)
+    local rdx, rdw, rdb = ref_conv_grads(flat(g), flat(x), c.x, flat(w), c.w, c.stride, c.pad)
+    local dx = K.conv2d_backward_input(g, w, x, c.stride, c.pad)
+    assert_near(dx, rdx, 1e-5, "dinp case " .. ci)
+    -- the shape may also be given as a table
+    assert_near(K.conv2d_backward_input(g, w, c.x, c.stride, c.pad), rdx, 1e-5, "dinp (shape) case " .. ci)
+    local dw, db = K.conv2d_backward_weight(g, x, sf.zeros(c.w), sf.zeros{c.w[1]}, c.stride, c.pad)
+    assert_near(dw, rdw, 1e-5, "dweight case " .. ci)
+    assert_near(db, rdb, 1e-5, "dbias case " .. ci)
+  end
+end
+
+-- enough images that the kernels process the batch in several chunks (the last partial)
+function TestConv2d:test_larger_batch()
+  local rng = sf.rng(13)
+  local xs, ws = {9, 16, 20, 20}, {2, 16, 3, 3}
+  local x, w, b = randn(xs, rng), randn(ws, rng), randn({2}, rng)
+  local want = ref_conv(flat(x), xs, flat(w), ws, flat(b), 1, 1)
+  local out = K.conv2d_forward(x, w, b, 1, 1)
+  assert_near(out, want, 1e-5, "forward")
+  local g = randn(out:size(), rng)
+  local rdx, rdw, rdb = ref_conv_grads(flat(g), flat(x), xs, flat(w), ws, 1, 1)
+  assert_near(K.conv2d_backward_input(g, w, x, 1, 1), rdx, 1e-5, "dinp")
+  local dw, db = K.conv2d_backward_weight(g, x, sf.zeros(ws), sf.zeros{2}, 1, 1)
+  assert_near(dw, rdw, 1e-4, "dweight")
+  assert_near(db, rdb, 1e-5, "dbias")
+end
+
+function TestConv2d:test_finite_differences()
+  local rng = sf.rng(14)
+  for ci, c in ipairs({CASES[1], CASES[2], CASES[5]}) do
+    local x, w, b = randn(c.x, rng), randn(c.w, rng), randn({c.w[1]}, rng)
+    local out = K.conv2d_forward(x, w, b, c.stride, c.pad)
+    local proj = randn(out:size(), rng)
+    local function loss() return project(K.conv2d_forward(x, w, b, c.stride, c.pad), proj) end
+    local dx = flat(K.conv2d_backward_input(proj, w, x, c.stride, c.pad))
+    local dw, db = K.conv2d_backward_weight(proj, x, sf.zeros(c.w), sf.zeros{c.w[1]}, c.stride, c.pad)
+    fd_check(x, dx, loss, rng, 12, 1e-2, 1e-2, "conv dinp case " .. ci)
+    fd_check(w, flat(dw), loss, rng, 12, 1e-2, 1e-2, "conv dweight case " .. ci)
+    fd_check(b, flat(db), loss, rng, 3, 1e-2, 1e-2, "conv dbias case " .. ci)
+  end
+end
+
+function TestConv2d:test_accumulation_and_scale()
+  local rng = sf.rng(15)
+  local x, w = randn({2, 3, 6, 6}, rng), randn({4, 3, 3, 3}, rng)
+  local g = randn({2, 4, 6, 6}, rng)
+  local dw1, db1 = K.conv2d_backward_weight(g, x, sf.zeros{4, 3, 3, 3}, sf.zeros{4}, 1, 1)
+  local dw2, db2 = sf.zeros{4, 3, 3, 3}, sf.zeros{4}
+  local rw, rb = K.conv2d_backward_weight(g, x, dw2, db2, 1, 1)
+  lu.assertTrue(rw == dw2 and rb == db2, "the accumulators are returned")
+  K.conv2d_backward_weight(g, x, dw2, db2, 1, 1)
+  assert_near(dw2, flat(dw1 * 2), 1e-6, "backward twice dweight")
+  assert_near(db2, flat(db1 * 2), 1e-6, "backward twice dbias")
+  local dw3, db3 = K.conv2d_backward_weight(g, x, sf.zeros{4, 3, 3, 3}, sf.zeros{4}, 1, 1, 0.25)
+  assert_near(dw3, flat(dw1 * 0.25), 1e-6, "scale dweight")
+  assert_near(db3, flat(db1 * 0.25), 1e-6, "scale dbias")
+  -- on top of existing values
+  local dw4 = sf.ones{4, 3, 3, 3}
+  K.conv2d_backward_weight(g, x, dw4, nil, 1, 1, -1)
+  assert_near(dw4, flat(1 - dw1), 1e-6, "accumulates into existing values")
+end
+
+function TestConv2d:test_nil_skips_and_counters()
+  local rng = sf.rng(16)
+  local x, w = randn({2, 3, 5, 5}, rng), randn({4, 3, 3, 3}, rng)
+  local g = randn({2, 4, 5, 5}, rng)
+  K.reset_counters()
+  K.conv2d_forward(x, w, nil, 1, 1)
+  local r1, r2 = K.conv2d_backward_weight(g, x, nil, nil, 1, 1)
+  lu.assertNil(r1)
+  lu.assertNil(r2)
+  local cnt = K.counters()
+  lu.assertEquals(cnt.conv_fwd, 1)
+  lu.assertEquals(cnt.conv_bwd_weight, 0, "nothing requested: no work, no count")
+  lu.assertEquals(cnt.conv_bwd_input, 0)
+  -- bias only: counted, and equal to the full call's bias gradient
+  local db = sf.zeros{4}
+  local rw, rb = K.conv2d_backward_weight(g, x, nil, db, 1, 1)
+  lu.assertNil(rw)
+  lu.assertTrue(rb == db)
+  local _, dbf = K.conv2d_backward_weight(g, x, sf.zeros{4, 3, 3, 3}, sf.zeros{4}, 1, 1)
+  assert_near(db, dbf, 1e-6, "bias-only gradient")
+  K.conv2d_backward_input(g, w, x, 1, 1)
+  cnt = K.counters()
+  lu.assertEquals(cnt.conv_bwd_weight, 2)
+  lu.assertEquals(cnt.conv_bwd_input, 1)
+  lu.assertEquals(cnt.linear_fwd, 0)
+  K.reset_counters()
+  lu.assertEquals(K.counters().conv_fwd, 0)
+  -- every kernel kind has a counter
+  for _, name in ipairs({"linear_fwd", "linear_bwd_input", "linear_bwd_weight", "conv_fwd", "conv_bwd_input",
+                         "conv_bwd_weight", "pool_fwd", "pool_bwd", "norm_fwd", "act_fwd", "loss_fwd",
+                         "optim_step"}) do
+    lu.assertEquals(K.counters()[name], 0, name)
+  end
+end
+
+function TestConv2d:test_strided_inputs_agree()
+  local rng = sf.rng(17)
+  local x, w, b = randn({2, 3, 6, 5}, rng), randn({4, 3, 3, 3}, rng), randn({4}, rng)
+  -- the same values through non-contiguous views
+  local xt = x:transpose(3, 4):clone():transpose(3, 4)
+  local wt = w:transpose(1, 2):clone():transpose(1, 2)
+  local bt = randn({4, 2}, rng):select(2, 1)
+  bt:copy(b)
+  lu.assertFalse(xt:is_contiguous())
+  lu.assertFalse(wt:is_contiguous())
+  lu.assertFalse(bt:is_contiguous())
+  local ref = K.conv2d_forward(x, w, b, 1, 1)
+  assert_near(K.conv2d_forward(xt, wt, bt, 1, 1), ref, 0, "forward")
+  local g = randn(ref:size(), rng)
+  local gt = g:transpose(1, 2):clone():transpose(1, 2)
+  assert_near(K.conv2d_backward_input(gt, wt, xt, 1, 1), K.conv2d_backward_input(g, w, x, 1, 1), 0, "dinp")
+  local dw1, db1 = K.conv2d_backward_weight(g, x, sf.zeros{4, 3, 3, 3}, sf.zeros{4}, 1, 1)
+  local dw2, db2 = K.conv2d_backward_weight(gt, xt, sf.zeros{4, 3, 3, 3}, sf.zeros{4}, 1, 1)
+  assert_near(dw2, dw1, 0, "dweight")
+  assert_near(db2, db1, 0, "dbias")
+  -- expanded (stride 0) upstream gradient
+  local ge = sf.ones{1, 1, 1, 1}:expand{2, 4, 6, 5}
+  assert_near(K.conv2d_backward_input(ge, w, x, 1, 1), K.conv2d_backward_input(sf.ones{2, 4, 6, 5}, w, x, 1, 1), 0,
+    "expanded dout")
+end
+
+function TestConv2d:test_out_reuse()
+  local rng = sf.rng(18)
+  local x, w = randn({2, 3, 5, 5}, rng), randn({4, 3, 3, 3}, rng)
+  local out = sf.full({2, 4, 5, 5}, 7)
+  local r = K.conv2d_forward(x, w, nil, 1, 1, out)
+  lu.assertTrue(r == out)
+  assert_near(out, K.conv2d_forward(x, w, nil, 1, 1), 0, "out overwritten")
+  local dinp = sf.full({2, 3, 5, 5}, 7)
+  local g = randn({2, 4, 5, 5}, rng)
+  lu.assertTrue(K.conv2d_backward_input(g, w, x, 1, 1, dinp) == dinp)
+  assert_near(dinp, K.conv2d_backward_input(g, w, x, 1, 1), 0, "dinp overwritten")
+  -- a view into a larger buffer works when contiguous (a flat gradient buffer)
+  local buf = sf.zeros{200}
+  local dwv = buf:narrow(1, 11, 108):view{4, 3, 3, 3}
+  K.conv2d_backward_weight(g, x, dwv, nil, 1, 1)
+  local dw = K.conv2d_backward_weight(g, x, sf.zeros{4, 3, 3, 3}, nil, 1, 1)
+  assert_near(dwv, dw, 0, "dweight view")
+  lu.assertEquals(buf:get(10), 0)
+  lu.assertEquals(buf:get(119), 0)
+end
+
+function TestConv2d:test_errors()
+  local x, w = sf.zeros{2, 3, 8, 8}, sf.zeros{4, 3, 3, 3}
+  local function err(msg, f, ...) lu.assertErrorMsgContains(msg, f, ...) end
+  err("conv2d_forward: argument #1 (input) has shape [8,3,32], expected [N,C,H,W]", K.conv2d_forward,
+    sf.zeros{8, 3, 32}, w)
+  err("conv2d_forward: argument #1 (input) is nil, expected a tensor [N,C,H,W]", K.conv2d_forward, nil, w)
+  err("conv2d_forward: argument #2 (weight) has shape [4,3,3], expected [K,C,R,S]", K.conv2d_forward, x,
+    sf.zeros{4, 3, 3})
+  err("conv2d_forward: input has 3 channels but weight [16,4,3,3] expects 4", K.conv2d_forward, x,
+    sf.zeros{16, 4, 3, 3})
+  err("conv2d_forward: argument #3 (bias) has shape [5], expected [4] (weight [4,3,3,3])", K.conv2d_forward, x, w,
+    sf.zeros{5})
+  err("conv2d_forward: argument #3 (bias) has shape [4,1], expected [K]", K.conv2d_forward, x, w, sf.zeros{4, 1})
+  err("conv2d_forward: kernel 3x3 is larger than the padded input 2x2", K.conv2d_forward, sf.zeros{1, 3, 2, 2}, w)
+  err("conv2d_forward: stride {0,0} must be positive", K.conv2d_forward, x, w, nil, 0)
+  err("conv2d_forward: padding {-1,0} must be non-negative", K.conv2d_forward, x, w, nil, 1, {-1, 0})
+  err("conv2d_forward: argument #4 (stride) is string, expected an integer or {h,w}", K.conv2d_forward, x, w, nil,
+    "2")
+  err("conv2d_forward: argument #4 (stride) is 1.5, expected an integer or {h,w}", K.conv2d_forward, x, w, nil, 1.5)
+  err("conv2d_forward: argument #5 (padding) entry 2 is not an integer", K.conv2d_forward, x, w, nil, 1, {1, "a"})
+  err("conv2d_forward: argument #6 (out) has shape [2,4,8,8], expected [2,4,6,6]", K.conv2d_forward, x, w, nil, 1,
+    0, sf.zeros{2, 4, 8, 8})
+  err("conv2d_forward: argument #6 (out) of shape [2,4,6,6] is not contiguous", K.conv2d_forward, x, w, nil, 1, 0,
+    sf.zeros{2, 4, 6, 6}:transpose(3, 4))
+  local xx = sf.zeros{1, 1, 3, 3}
+  err("conv2d_forward: argument #6 shares storage with argument #1", K.conv2d_forward, xx, sf.zeros{1, 1, 1, 1}, nil,
+    1, 0, xx)
+  err("conv2d_forward: argument #2 (weight) is an empty (released) tensor", function()
+    local ww = sf.zeros{4, 3, 3, 3}
+    getmetatable(ww).__gc(ww)
+    return K.conv2d_forward(x, ww)
+  end)
+  -- backward input
+  err("conv2d_backward_input: argument #1 (dout) has shape [2,4,5,5], expected [2,4,8,8]",
+    K.conv2d_backward_input, sf.zeros{2, 4, 5, 5}, w, x, 1, 1)
+  err("conv2d_backward_input: argument #3 (input) is string, expected a tensor or a shape {N,C,H,W}",
+    K.conv2d_backward_input, sf.zeros{2, 4, 8, 8}, w, "x", 1, 1)
+  err("conv2d_backward_input: argument #3 (input) entry 3 is not a size", K.conv2d_backward_input,
+    sf.zeros{2, 4, 8, 8}, w, {2, 3, -8, 8}, 1, 1)
+  err("conv2d_backward_input: argument #3 (input) has shape [2,3,8], expected [N,C,H,W]", K.conv2d_backward_input,
+    sf.zeros{2, 4, 8, 8}, w, sf.zeros{2, 3, 8}, 1, 1)
+  err("conv2d_backward_input: input has 5 channels but weight [4,3,3,3] expects 3", K.conv2d_backward_input,
+    sf.zeros{2, 4, 8, 8}, w, {2, 5, 8, 8}, 1, 1)
+  err("conv2d_backward_input: argument #6 (dinp) has shape [2,3,8,9], expected [2,3,8,8]", K.conv2d_backward_input,
+    sf.zeros{2, 4, 8, 8}, w, x, 1, 1, sf.zeros{2, 3, 8, 9})
+  local g = sf.zeros{2, 4, 8, 8}
+  -- backward weight
+  err("conv2d_backward_weight: argument #1 (dout) has shape [2,4,8,8], expected [2,4,6,6]",
+    K.conv2d_backward_weight, g, x, sf.zeros{4, 3, 3, 3}, nil, 1, 0)
+  err("conv2d_backward_weight: input has 3 channels but weight [4,2,3,3] expects 2", K.conv2d_backward_weight, g, x,
+    sf.zeros{4, 2, 3, 3}, nil, 1, 1)
+  err("conv2d_backward_weight: argument #4 (dbias) has shape [3], expected [4]", K.conv2d_backward_weight, g, x, nil,
+    sf.zeros{3}, 1, 1)
+  err("conv2d_backward_weight: argument #1 (dout) has shape [2,4,8,8], expected [3,*,*,*]",
+    K.conv2d_backward_weight, g, sf.zeros{3, 3, 8, 8}, nil, sf.zeros{4}, 1, 1)
+  err("conv2d_backward_weight: argument #3 (dweight) of shape [4,3,3,3] is not contiguous",
+    K.conv2d_backward_weight, g, x, sf.zeros{4, 3, 3, 3}:transpose(3, 4), nil, 1, 1)
+  err("conv2d_backward_weight: argument #7 (scale) is string, expected a number", K.conv2d_backward_weight, g, x,
+    sf.zeros{4, 3, 3, 3}, nil, 1, 1, "x")
+  err("conv2d_backward_weight: argument #3 shares storage with argument #1", K.conv2d_backward_weight,
+    g, x, g:narrow(1, 1, 1):view(-1):narrow(1, 1, 108):view{4, 3, 3, 3}, nil, 1, 1)
+end
+
+-- ---- linear ----
+
+TestLinear = {}
+
+function TestLinear:setUp() K.reset_counters() end
+
+local function ref_linear(x, N, C, w, Kc, b)
+  local out = {}
+  for n = 0, N - 1 do
+    for k = 0, Kc - 1 do
+      local s = b and b[k + 1] or 0
+      for c = 0, C - 1 do s = s + x[n * C + c + 1] * w[k * C + c + 1] end
+      out[n * Kc + k + 1] = s
+    end
+  end
+  return out
+end
+
+function TestLinear:test_hand_computed()
+  local x = sf.tensor{{1, 2}, {3, 4}, {5, 6}}
+  local w = sf.tensor{{1, 0}, {0, 1}, {1, -1}}
+  lu.assertEquals(K.linear_forward(x, w):totable(), {{1, 2, -1}, {3, 4, -1}, {5, 6, -1}})
+  lu.assertEquals(K.linear_forward(x, w, sf.tensor{10, 20, 30}):totable(), {{11, 22, 29}, {13, 24, 29}, {15, 26, 29}})
+  local g = sf.tensor{{1, 0, 1}, {0, 1, 0}, {0, 0, 2}}
+  lu.assertEquals(K.linear_backward_input(g, w):totable(), {{2, -1}, {0, 1}, {2, -2}})
+  local dw, db = K.linear_backward_weight(g, x, sf.zeros{3, 2}, sf.zeros{3})
+  lu.assertEquals(dw:totable(), {{1, 2}, {3, 4}, {11, 14}})
+  lu.assertEquals(db:totable(), {1, 1, 3})
+end
+
+function TestLinear:test_against_naive_and_fd()
+  local rng = sf.rng(21)
+  for _, c in ipairs({{N = 5, C = 7, K = 3, bias = true}, {N = 1, C = 4, K = 6, bias = false},
+                      {N = 33, C = 17, K = 300, bias = true}}) do
+    local x, w = randn({c.N, c.C}, rng), randn({c.K, c.C}, rng)
+    local b = c.bias and randn({c.K}, rng) or nil
+    local out = K.linear_forward(x, w, b)
+    assert_near(out, ref_linear(flat(x), c.N, c.C, flat(w), c.K, b and flat(b)), 1e-5, "forward")
+    local proj = randn({c.N, c.K}, rng)
+    local function loss() return project(K.linear_forward(x, w, b), proj) end
+    local dx = K.linear_backward_input(proj, w)
+    local dw, db = K.linear_backward_weight(proj, x, sf.zeros{c.K, c.C}, sf.zeros{c.K})
+    -- references: dx = g w, dw = g^T x, db = column sums of g
+    assert_near(dx, flat(proj:matmul(w)), 1e-5, "dinp")
+    assert_near(dw, flat(proj:t():matmul(x)), 1e-5, "dweight")
+    assert_near(db, flat(proj:sum(1)), 1e-5, "dbias")
+    fd_check(x, flat(dx), loss, rng, 8, 1e-2, 1e-2, "linear dinp")
+    fd_check(w, flat(dw), loss, rng, 8, 1e-2, 1e-2, "linear dweight")
+    if b then fd_check(b, flat(db), loss, rng, 3, 1e-2, 1e-2, "linear dbias") end
+  end
+end
+
+function TestLinear:test_leading_dims_flattened()
+  local rng = sf.rng(22)
+  local x, w, b = randn({2, 3, 4}, rng), randn({5, 4}, rng), randn({5}, rng)
+  local out = K.linear_forward(x, w, b)
+  lu.assertEquals(out:size(), {2, 3, 5})
+  assert_near(out, K.linear_forward(x:reshape{6, 4}, w, b), 0, "3-D forward")
+  local g = randn({2, 3, 5}, rng)
+  local dx = K.linear_backward_input(g, w)
+  lu.assertEquals(dx:size(), {2, 3, 4})
+  assert_near(dx, K.linear_backward_input(g:reshape{6, 5}, w), 0, "3-D dinp")
+  local dw = K.linear_backward_weight(g, x, sf.zeros{5, 4})
+  assert_near(dw, K.linear_backward_weight(g:reshape{6, 5}, x:reshape{6, 4}, sf.zeros{5, 4}), 0, "3-D dweight")
+  -- a single 1-D row
+  assert_near(K.linear_forward(x:select(1, 1):select(1, 1), w, b), out:select(1, 1):select(1, 1), 0, "1-D")
+end
+
+function TestLinear:test_accumulation_scale_skips()
+  local rng = sf.rng(23)
+  local x, g = randn({4, 3}, rng), randn({4, 2}, rng)
+  local dw1, db1 = K.linear_backward_weight(g, x, sf.zeros{2, 3}, sf.zeros{2})
+  local dw, db = sf.zeros{2, 3}, sf.zeros{2}
+  K.linear_backward_weight(g, x, dw, db)
+  K.linear_backward_weight(g, x, dw, db)
+  assert_near(dw, flat(dw1 * 2), 1e-6, "twice dweight")
+  assert_near(db, flat(db1 * 2), 1e-6, "twice dbias")
+  local dw3, db3 = K.linear_backward_weight(g, x, sf.zeros{2, 3}, sf.zeros{2}, 3)
+  assert_near(dw3, flat(dw1 * 3), 1e-6, "scale dweight")
+  assert_near(db3, flat(db1 * 3), 1e-6, "scale dbias")
+  K.reset_counters()
+  local r1, r2 = K.linear_backward_weight(g, x)
+  lu.assertNil(r1)
+  lu.assertNil(r2)
+  lu.assertEquals(K.counters().linear_bwd_weight, 0)
+  local _, rb = K.linear_backward_weight(g, x, nil, sf.zeros{2})
+  assert_near(rb, db1, 1e-6, "bias only")
+  lu.assertEquals(K.counters().linear_bwd_weight, 1)
+  K.linear_forward(x, randn({2, 3}, rng))
+  K.linear_backward_input(g, randn({2, 3}, rng))
+  lu.assertEquals(K.counters().linear_fwd, 1)
+  lu.assertEquals(K.counters().linear_bwd_input, 1)
+end
+
+function TestLinear:test_strided_and_out()
+  local rng = sf.rng(24)
+  local x, w, b = randn({4, 3}, rng), randn({5, 3}, rng), randn({5}, rng)
+  local xt, wt = x:t():clone():t(), w:t():clone():t()
+  lu.assertFalse(xt:is_contiguous())
+  local ref = K.linear_forward(x, w, b)
+  assert_near(K.linear_forward(xt, wt, b), ref, 0, "strided forward")
+  local out = sf.zeros{4, 5}
+  lu.assertTrue(K.linear_forward(x, w, b, out) == out)
+  assert_near(out, ref, 0, "out")
+  local g = randn({4, 5}, rng)
+  local dinp = sf.zeros{4, 3}
+  lu.assertTrue(K.linear_backward_input(g, w, dinp) == dinp)
+  assert_near(dinp, flat(g:matmul(w)), 1e-6, "dinp out")
+  local gt = g:t():clone():t()
+  local dw1 = K.linear_backward_weight(g, x, sf.zeros{5, 3})
+  assert_near(K.linear_backward_weight(gt, xt, sf.zeros{5, 3}), dw1, 0, "strided dweight")
+end
+
+function TestLinear:test_errors()
+  local x, w = sf.zeros{4, 3}, sf.zeros{5, 3}
+  local function err(msg, f, ...) lu.assertErrorMsgContains(msg, f, ...) end
+  err("linear_forward: input has 4 features but weight [5,3] expects 3", K.linear_forward, sf.zeros{4, 4}, w)
+  err("linear_forward: argument #2 (weight) has shape [5,3,1], expected [K,C]", K.linear_forward, x,
+    sf.zeros{5, 3, 1})
+  err("linear_forward: argument #1 (input) has shape [], expected [N,C]", K.linear_forward, sf.zeros{}, w)
+  err("linear_forward: argument #3 (bias) has shape [4], expected [5] (weight [5,3])", K.linear_forward, x, w,
+    sf.zeros{4})
+  err("linear_forward: argument #4 (out) has shape [4,3], expected [4,5]", K.linear_forward, x, w, nil,
+    sf.zeros{4, 3})
+  err("linear_forward: argument #4 (out) of shape [4,5] is not contiguous", K.linear_forward, x, w, nil,
+    sf.zeros{5, 4}:t())
+  local buf = sf.zeros{40}
+  err("linear_forward: argument #4 shares storage with argument #2", K.linear_forward, sf.zeros{5, 3},
+    buf:narrow(1, 1, 15):view{5, 3}, nil, buf:narrow(1, 16, 25):view{5, 5})
+  err("linear_backward_input: dout has 4 features but weight [5,3] has 5 outputs", K.linear_backward_input,
+    sf.zeros{2, 4}, w)
+  err("linear_backward_input: argument #3 (dinp) has shape [2,5], expected [2,3]", K.linear_backward_input,
+    sf.zeros{2, 5}, w, sf.zeros{2, 5})
+  err("linear_backward_weight: argument #2 (input) has shape [3], expected 2 dimensions like dout [4,5]",
+    K.linear_backward_weight, sf.zeros{4, 5}, sf.zeros{3}, sf.zeros{5, 3})
+  err("linear_backward_weight: input [3,3] and dout [4,5] differ in the leading (batch) dimensions",
+    K.linear_backward_weight, sf.zeros{4, 5}, sf.zeros{3, 3}, sf.zeros{5, 3})
+  err("linear_backward_weight: argument #3 (dweight) has shape [3,5], expected [5,3]", K.linear_backward_weight,
+    sf.zeros{4, 5}, x, sf.zeros{3, 5})
+  err("linear_backward_weight: argument #4 (dbias) has shape [3], expected [5]", K.linear_backward_weight,
+    sf.zeros{4, 5}, x, nil, sf.zeros{3})
+  err("linear_backward_weight: argument #5 (scale) is table, expected a number", K.linear_backward_weight,
+    sf.zeros{4, 5}, x, sf.zeros{5, 3}, nil, {})
+end
+
+-- ---- pooling ----
+
+TestPool = {}
+
+function TestPool:setUp() K.reset_counters() end
+
+-- naive pooling on flat arrays; kind "max" returns values and 0-based plane indices
+local function ref_pool(kind, x, xs, k, s, p, cip)
+  local N, C, H, W = xs[1], xs[2], xs[3], xs[4]
+  local kh, kw = pair(k)[1], pair(k)[2]
+  local sh, sw = pair(s)[1], pair(s)[2]
+  local ph, pw = pair(p)[1], pair(p)[2]
+  local OH, OW = (H + 2 * ph - kh) // sh + 1, (W + 2 * pw - kw) // sw + 1
+  local out, ix = {}, {}
+  for pl = 0, N * C - 1 do
+    for oh = 0, OH - 1 do
+      for ow = 0, OW - 1 do
+        local best, bi, sum, cnt = -math.huge, nil, 0, 0
+        for r = 0, kh - 1 do
+          for q = 0, kw - 1 do
+            local ih, iw = oh * sh - ph + r, ow * sw - pw + q
+            if ih >= 0 and ih < H and iw >= 0 and iw < W then
+              local v = x[pl * H * W + ih * W + iw + 1]
+              if bi == nil or v > best then best, bi = v, ih * W + iw end
+              sum, cnt = sum + v, cnt + 1
+            end
+          end
+        end
+        local o = pl * OH * OW + oh * OW + ow + 1
+        if kind == "max" then
+          out[o], ix[o] = best, bi
+        else
+          out[o] = sum / (cip and kh * kw or cnt)
+        end
+      end
+    end
+  end
+  return out, ix, {N, C, OH, OW}
+end
+
+function TestPool:test_maxpool_hand_computed()
+  local x = from_flat({1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}, {1, 1, 4, 4})
+  local out, ix = K.maxpool2d_forward(x, 2)
+  lu.assertEquals(out:totable(), {{{{6, 8}, {14, 16}}}})
+  lu.assertEquals(ix:totable(), {{{{5, 7}, {13, 15}}}})
+  -- padding 1 with stride 2: padding never wins even against negative values
+  local xn = x * -1
+  out, ix = K.maxpool2d_forward(xn, 3, 2, 1)
+  lu.assertEquals(out:totable(), {{{{-1, -2}, {-5, -6}}}})
+  lu.assertEquals(ix:totable(), {{{{0, 1}, {4, 5}}}})
+  -- ties: the first in row-major order
+  out, ix = K.maxpool2d_forward(sf.ones{1, 1, 2, 2}, 2)
+  lu.assertEquals(ix:totable(), {{{{0}}}})
+  -- a NaN wins its window
+  local xnan = sf.zeros{1, 1, 2, 2}
+  xnan:set(1, 1, 2, 1, 0 / 0)
+  out, ix = K.maxpool2d_forward(xnan, 2)
+  lu.assertTrue(out:get(1, 1, 1, 1) ~= out:get(1, 1, 1, 1))
+  lu.assertEquals(ix:get(1, 1, 1, 1), 2)
+  -- backward scatters to the indices, summing overlaps
+  local g = from_flat({1, 2, 3, 4}, {1, 1, 2, 2})
+  out, ix = K.maxpool2d_forward(x, 2)
+  lu.assertEquals(K.maxpool2d_backward(g, ix, x):totable(),
+    {{{{0, 0, 0, 0}, {0, 1, 0, 2}, {0, 0, 0, 0}, {0, 3, 0, 4}}}})
+  local ones = sf.ones{1, 1, 3, 3}
+  out, ix = K.maxpool2d_forward(ones, 2, 1)
+  lu.assertEquals(K.maxpool2d_backward(sf.ones{1, 1, 2, 2}, ix, {1, 1, 3, 3}):totable(),
+    {{{{1, 1, 0}, {1, 1, 0}, {0, 0, 0}}}})
+  -- indices skipped with false
+  local o2, i2 = K.maxpool2d_forward(x, 2, nil, 0, nil, false)
+  lu.assertNil(i2)
+  lu.assertEquals(o2:totable(), {{{{6, 8}, {14, 16}}}})
+end
+
+function TestPool:test_avgpool_hand_computed()
+  local x = from_flat({1, 2, 3, 4, 5, 6, 7, 8, 9}, {1, 1, 3, 3})
+  lu.assertEquals(K.avgpool2d_forward(x, 2, 1):totable(), {{{{3, 4}, {6, 7}}}})
+  -- padding 1, stride 2: corners hold one real value of four (PyTorch's default divides by 4)
+  lu.assertEquals(K.avgpool2d_forward(x, 2, 2, 1):totable(), {{{{0.25, 1.25}, {2.75, 7}}}})
+  lu.assertEquals(K.avgpool2d_forward(x, 2, 2, 1, false):totable(), {{{{1, 2.5}, {5.5, 7}}}})
+  -- backward of a 2x2 stride-1 window: interior cells are in more windows
+  lu.assertEquals(K.avgpool2d_backward(sf.ones{1, 1, 2, 2}, x, 2, 1):totable(),
+    {{{{0.25, 0.5, 0.25}, {0.5, 1, 0.5}, {0.25, 0.5, 0.25}}}})
+  lu.assertEquals(K.avgpool2d_backward(sf.ones{1, 1, 2, 2}, x, 2, 2, 1, false):totable(),
+    {{{{1, 0.5, 0.5}, {0.5, 0.25, 0.25}, {0.5, 0.25, 0.25}}}})
+  -- global average
+  local xg = from_flat({1, 2, 3, 4, 10, 20, 30, 40}, {1, 2, 2, 2})
+  lu.assertEquals(K.global_avgpool_forward(xg):totable(), {{2.5, 25}})
+  lu.assertEquals(K.global_avgpool_backward(sf.tensor{{4, 8}}, xg):totable(), {{{{1, 1}, {1, 1}}, {{2, 2}, {2, 2}}}})
+end
+
+local POOL_CASES = {
+  {x = {2, 3, 7, 6}, k = 3, s = 2, p = 1},
+  {x = {1, 2, 5, 8}, k = {2, 3}, s = {1, 2}, p = {1, 0}},
+  {x = {3, 1, 6, 6}, k = 2, s = nil, p = 0},
+  {x = {2, 2, 5, 5}, k = {3, 1}, s = 1, p = {1, 0}},
+}
+
+function TestPool:test_against_naive()
+  local rng = sf.rng(31)
+  for ci, c in ipairs(POOL_CASES) do
+    local x = randn(c.x, rng)
+    local s = c.s or c.k
+    local want, wix, oshape = ref_pool("max", flat(x), c.x, c.k, s, c.p)
+    local out, ix = K.maxpool2d_forward(x, c.k, c.s, c.p)
+    lu.assertEquals(out:size(), oshape)
+    assert_near(out, want, 0, "maxpool case " .. ci)
+    assert_near(ix, wix, 0, "maxpool indices case " .. ci)
+    for _, cip in ipairs({true, false}) do
+      local wa = ref_pool("avg", flat(x), c.x, c.k, s, c.p, cip)
+      assert_near(K.avgpool2d_forward(x, c.k, c.s, c.p, cip), wa, 1e-6, "avgpool case " .. ci)
+    end
+  end
+  local x = randn({3, 4, 5, 7}, rng)
+  local want = {}
+  local xf = flat(x)
+  for pl = 0, 11 do
+    local sm = 0
+    for i = 1, 35 do sm = sm + xf[pl * 35 + i] end
+    want[pl + 1] = sm / 35
+  end
+  assert_near(K.global_avgpool_forward(x), want, 1e-6, "global")
+end
+
+-- distinct, well-separated values so that a perturbation never changes an argmax
+local function separated(shape, rng)
+  local n = 1
+  for _, d in ipairs(shape) do n = n * d end
+  local perm = rng:permutation(n)
+  for i = 1, n do perm[i] = (perm[i] - n / 2) * 0.05 end
+  return from_flat(perm, shape)
+end
+
+function TestPool:test_finite_differences()
+  local rng = sf.rng(32)
+  for ci, c in ipairs(POOL_CASES) do
+    local x = separated(c.x, rng)
+    local out = K.maxpool2d_forward(x, c.k, c.s, c.p)
+    local proj = randn(out:size(), rng)
+    local _, ix = K.maxpool2d_forward(x, c.k, c.s, c.p)
+    local dx = flat(K.maxpool2d_backward(proj, ix, x))
+    fd_check(x, dx, function() return project((K.maxpool2d_forward(x, c.k, c.s, c.p)), proj) end, rng, 15, 1e-3,
+      1e-2, "maxpool case " .. ci)
+    for _, cip in ipairs({true, false}) do
+      local da = flat(K.avgpool2d_backward(proj, x, c.k, c.s, c.p, cip))
+      fd_check(x, da, function() return project(K.avgpool2d_forward(x, c.k, c.s, c.p, cip), proj) end, rng, 15,
+        1e-2, 1e-2, "avgpool case " .. ci)
+    end
+  end
+  local x = randn({2, 3, 4, 5}, rng)
+  local proj = randn({2, 3}, rng)
+  local dx = flat(K.global_avgpool_backward(proj, x))
+  fd_check(x, dx, function() return project(K.global_avgpool_forward(x), proj) end, rng, 10, 1e-2, 1e-2, "global")
+end
+
+function TestPool:test_counters_strided_out()
+  local rng = sf.rng(33)
+  local x = randn({2, 3, 6, 6}, rng)
+  K.reset_counters()
+  local out, ix = K.maxpool2d_forward(x, 2)
+  K.maxpool2d_backward(out, ix, x)
+  K.avgpool2d_forward(x, 2)
+  K.avgpool2d_backward(out, x, 2)
+  K.global_avgpool_forward(x)
+  K.global_avgpool_backward(sf.zeros{2, 3}, x)
+  lu.assertEquals(K.counters().pool_fwd, 3)
+  lu.assertEquals(K.counters().pool_bwd, 3)
+  -- strided input agrees with contiguous
+  local xt = x:transpose(3, 4):clone():transpose(3, 4)
+  assert_near((K.maxpool2d_forward(xt, 3, 2, 1)), (K.maxpool2d_forward(x, 3, 2, 1)), 0, "max strided")
+  assert_near(K.avgpool2d_forward(xt, 3, 2, 1), K.avgpool2d_forward(x, 3, 2, 1), 0, "avg strided")
+  assert_near(K.global_avgpool_forward(xt), K.global_avgpool_forward(x), 0, "global strided")
+  -- outputs reused
+  local o, i = sf.zeros{2, 3, 3, 3}, sf.zeros{2, 3, 3, 3}
+  local r1, r2 = K.maxpool2d_forward(x, 2, 2, 0, o, i)
+  lu.assertTrue(r1 == o and r2 == i)
+  assert_near(o, (K.maxpool2d_forward(x, 2)), 0, "max out")
+  local d = sf.full({2, 3, 6, 6}, 9)
+  lu.assertTrue(K.maxpool2d_backward(o, i, x, d) == d)
+  assert_near(d, K.maxpool2d_backward(o, i, x), 0, "max dinp")
+  local a = sf.zeros{2, 3, 3, 3}
+  lu.assertTrue(K.avgpool2d_forward(x, 2, 2, 0, true, a) == a)
+  local da = sf.full({2, 3, 6, 6}, 9)
+  lu.assertTrue(K.avgpool2d_backward(a, x, 2, 2, 0, true, da) == da)
+  assert_near(da, K.avgpool2d_backward(a, x, 2), 0, "avg dinp")
+  local go = sf.zeros{2, 3}
+  lu.assertTrue(K.global_avgpool_forward(x, go) == go)
+  local gd = sf.zeros{2, 3, 6, 6}
+  lu.assertTrue(K.global_avgpool_backward(go, x, gd) == gd)
+end
+
+function TestPool:test_errors()
+  local x = sf.zeros{2, 3, 6, 6}
+  local function err(msg, f, ...) lu.assertErrorMsgContains(msg, f, ...) end
+  err("maxpool2d_forward: argument #1 (input) has shape [3,6,6], expected [N,C,H,W]", K.maxpool2d_forward,
+    sf.zeros{3, 6, 6}, 2)
+  err("maxpool2d_forward: argument #2 (kernel) is missing, expected an integer or {h,w}", K.maxpool2d_forward, x)
+  err("maxpool2d_forward: kernel size {0,0} must be positive", K.maxpool2d_forward, x, 0)
+  err("maxpool2d_forward: stride {0,1} must be positive", K.maxpool2d_forward, x, 2, {0, 1})
+  err("maxpool2d_forward: padding {2,2} must be between 0 and half the kernel size {3,3}", K.maxpool2d_forward, x,
+    3, 1, 2)
+  err("maxpool2d_forward: kernel 7x7 is larger than the padded input 6x6", K.maxpool2d_forward, x, 7)
+  err("maxpool2d_forward: argument #5 (out) has shape [2,3,6,6], expected [2,3,3,3]", K.maxpool2d_forward, x, 2,
+    nil, 0, sf.zeros{2, 3, 6, 6})
+  err("maxpool2d_forward: argument #6 (indices) has shape [2,3,2,2], expected [2,3,3,3]", K.maxpool2d_forward, x,
+    2, nil, 0, nil, sf.zeros{2, 3, 2, 2})
+  local o = sf.zeros{2, 3, 3, 3}
+  err("maxpool2d_forward: argument #5 (out) and argument #6 (indices) share storage", K.maxpool2d_forward, x, 2,
+    nil, 0, o, o)
+  local g, ix = sf.zeros{2, 3, 3, 3}, sf.zeros{2, 3, 3, 3}
+  err("maxpool2d_backward: argument #2 (indices) has shape [2,3,3,2], expected [2,3,3,3] like dout",
+    K.maxpool2d_backward, g, sf.zeros{2, 3, 3, 2}, x)
+  err("maxpool2d_backward: argument #1 (dout) has shape [2,3,3,3], expected [2,4,*,*] (input [2,4,6,6])",
+    K.maxpool2d_backward, g, ix, {2, 4, 6, 6})
+  local bad = sf.zeros{2, 3, 3, 3}
+  bad:set(1, 2, 1, 1, 36)
+  err("maxpool2d_backward: argument #2 (indices) holds 36.0 at element 10, expected an integer in [0,36)",
+    K.maxpool2d_backward, g, bad, x)
+  bad:set(1, 2, 1, 1, 0.5)
+  err("maxpool2d_backward: argument #2 (indices) holds 0.5 at element 10", K.maxpool2d_backward, g, bad, x)
+  err("maxpool2d_backward: argument #3 (input) is missing, expected a tensor or a shape {N,C,H,W}",
+    K.maxpool2d_backward, g, ix)
+  err("avgpool2d_forward: padding {1,1} must be between 0 and half the kernel size {1,1}", K.avgpool2d_forward, x,
+    1, 1, 1)
+  err("avgpool2d_backward: argument #1 (dout) has shape [2,3,3,3], expected [2,3,5,5]", K.avgpool2d_backward, g, x,
+    2, 1)
+  err("avgpool2d_backward: argument #7 (dinp) has shape [2,3,3,3], expected [2,3,6,6]", K.avgpool2d_backward, g, x,
+    2, 2, 0, true, sf.zeros{2, 3, 3, 3})
+  err("global_avgpool_forward: argument #1 (input) has shape [2,3], expected [N,C,H,W]", K.global_avgpool_forward,
+    sf.zeros{2, 3})
+  err("global_avgpool_forward: argument #2 (out) has shape [3,2], expected [2,3]", K.global_avgpool_forward, x,
+    sf.zeros{3, 2})
+  err("global_avgpool_backward: argument #1 (dout) has shape [2,4], expected [2,3] (input [2,3,6,6])",
+    K.global_avgpool_backward, sf.zeros{2, 4}, x)
+  err("global_avgpool_backward: argument #1 (dout) has shape [2,3,1], expected [N,C]", K.global_avgpool_backward,
+    sf.zeros{2, 3, 1}, x)
+end
+
 os.exit(lu.LuaUnit.run())

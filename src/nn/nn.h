@@ -72,6 +72,8 @@ int sf_conv2d_shape_init(sf_conv2d_shape *s);
  * the kernels: they are void and abort on a scratch allocation failure, whereas this
  * returns -1 with sf_err. */
 int sf_conv2d_reserve(const sf_conv2d_shape *s);
+/* images per sgemm in the im2col path (for tests and benchmarks) */
+int64_t sf_conv2d_chunk_images(const sf_conv2d_shape *s);
 /* out[N,K,OH,OW] = conv(inp[N,C,H,W], weight[K,C,R,S]) + bias[K] (bias may be NULL) */
 void sf_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias, const sf_conv2d_shape *s);
 /* dinp[N,C,H,W] (OVERWRITTEN) from dout[N,K,OH,OW] */
