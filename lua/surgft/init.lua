@@ -8,4 +8,11 @@ sf.data = require "surgft.data" -- loads its parts on first use
 sf.checkpoint = require "surgft.checkpoint"
 sf.save_safetensors, sf.load_safetensors = sf.checkpoint.save_safetensors, sf.checkpoint.load_safetensors
 
+sf.nn = require "surgft.nn"
+sf.models = require "surgft.models"
+sf.optim = require "surgft.optim"
+sf.policy = require "surgft.policy"
+local train = require "surgft.train"
+sf.pretrain, sf.finetune, sf.evaluate = train.pretrain, train.finetune, train.evaluate
+
 return sf

@@ -1,0 +1,317 @@
+-- Training: evaluation, source pre-training with an on-disk cache, and the paper's
+-- fine-tuning protocol with a selection policy.
+--
+--   local src = sf.pretrain{arch = {"vit", {image = 32, ...}}, data = source, epochs = 10}
+--   local r = sf.finetune{model = src, data = target, policy = sf.policy.first(1), lr = 1e-3}
+--   r.best --> {epoch =, val =, test =}; r.epochs --> per-epoch {epoch, loss, val, test}
+local sf = require "surgft.core"
+local nn = require "surgft.nn"
+local models = require "surgft.models"
+local optim = require "surgft.optim"
+local P = require "surgft.policy"
+local checkpoint = require "surgft.checkpoint"
+
+local T = {}
+
+-- bump when training semantics change, so cached source models are not reused
+T.CACHE_VERSION = 1
+
+local function data() return require "surgft.data" end
+
+local function fail(fn, fmt, ...) error(fn .. ": " .. string.format(fmt, ...), 3) end
+
+local function check_options(fn, o, allowed)
+  if type(o) ~= "table" then fail(fn, "expected an options table, got %s", type(o)) end
+  for k in pairs(o) do
+    if allowed[k] == nil then
+      local names = {}
+      for n in pairs(allowed) do names[#names + 1] = n end
+      table.sort(names)
+      fail(fn, "unknown option '%s' (valid: %s)", tostring(k), table.concat(names, ", "))
+    end
+  end
+end
+
+local function is_dataset(ds) return type(ds) == "table" and ds.tensors ~= nil and ds.size ~= nil end
+
+-- ---- paths ----
+
+-- the repository root (the directory holding lua/): caches and runs live under it
+function T.root_dir()
+  local path = package.searchpath("surgft.train", package.path)
+  local root = path and path:match("^(.*)/lua/surgft/train%.lua$")
+  return root or "."
+end
+
+-- ---- evaluation ----
+
+-- Explicit "train" BatchNorm modes become "eval" while evaluating (running statistics,
+-- no updates); "batch" and "tent" stay (test-time adaptation uses batch statistics).
+local function with_eval_modes(model, fn)
+  local saved = {}
+  model:visit(function(m)
+    if m.set_mode and m._mode == "train" then saved[#saved + 1] = m; m._mode = "eval" end
+  end)
+  local was = model:is_training()
+  model:evaluate()
+  local ok, a, b = pcall(fn)
+  for _, m in ipairs(saved) do m._mode = "train" end
+  if was then model:training() end
+  if not ok then error(a, 0) end
+  return a, b
+end
+
+-- evaluate(model, ds[, {batch = 256, standardize}]) -> accuracy in [0, 1], predictions
+-- (a Lua array of 1-based classes)
+function T.evaluate(model, ds, o)
+  o = o or {}
+  if not is_dataset(ds) then fail("evaluate", "argument #2 must be a dataset, got %s", type(ds)) end
+  local loader = data().loader(ds, {batch = o.batch or 256, shuffle = false, standardize = o.standardize})
+  return with_eval_modes(model, function()
+    local correct, n, pred = 0, 0, {}
+    for x, y in loader do
+      local logits = model:forward(x)
+      local _, idx = logits:max(2)
+      local p, t = idx:totable(), y:totable()
+      for i = 1, #p do
+        n = n + 1
+        pred[n] = p[i]
+        if p[i] == t[i] then correct = correct + 1 end
+      end
+    end
+    return n > 0 and correct / n or 0 / 0, pred
+  end)
+end
+
+-- ---- hashing for cache keys ----
+
+-- a canonical text of a plain value (sorted keys), for hashing
+local function canon(v)
+  local t = type(v)
+  if t == "table" then
+    local keys = {}
+    for k in pairs(v) do keys[#keys + 1] = k end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    local parts = {}
+    for _, k in ipairs(keys) do parts[#parts + 1] = tostring(k) .. "=" .. canon(v[k]) end
+    return "{" .. table.concat(parts, ",") .. "}"
+  elseif t == "number" then
+    return string.format("%.17g", v)
+  end
+  return tostring(v)
+end
+T.canon = canon
+
+-- FNV-1a, 64-bit, as 16 hex digits
+function T.hash(s)
+  local h = -3750763034362895579 -- 0xcbf29ce484222325
+  for i = 1, #s do
+    h = h ~ s:byte(i)
+    h = h * 1099511628211
+  end
+  return string.format("%016x", h)
+end
+
+-- a fingerprint of a dataset's contents (cheap: sizes, sums and norms)
+function T.fingerprint(ds)
+  local x, y = ds:tensors()
+  return canon{name = ds.name, n = ds:size(), shape = x:size(), xs = string.format("%.6e", x:sum()),
+               xn = string.format("%.6e", x:norm()), ys = y:sum(), y2 = (y * y):sum()}
+end
+
+-- ---- pre-training ----
+
+local PRETRAIN_OPTS = {arch = false, data = false, epochs = false, optim = false, lr = false, momentum = false,
+                       weight_decay = false, schedule = false, batch = false, augment = false, standardize = false,
+                       seed = false, cache = false, name = false, verbose = false, label_smoothing = false}
+
+local function build_arch(fn, arch, rng)
+  if type(arch) ~= "table" or type(arch[1]) ~= "string" or not models[arch[1]] then
+    fail(fn, "arch must be {\"<model>\", {options}} with a model from sf.models (mlp, cnn, resnet, vit, two_layer)")
+  end
+  local cfg = {}
+  for k, v in pairs(arch[2] or {}) do cfg[k] = v end
+  cfg.rng = rng
+  return models[arch[1]](cfg)
+end
+
+-- a learning rate at step s of S: constant, cosine (to 0) or step (x0.1 at 50% and 75%)
+local function lr_at(schedule, lr, s, S)
+  if schedule == "cosine" then return lr * 0.5 * (1 + math.cos(math.pi * (s - 1) / S)) end
+  if schedule == "step" then
+    if s > 0.75 * S then return lr * 0.01 elseif s > 0.5 * S then return lr * 0.1 end
+  end
+  return lr
+end
+
+-- pretrain{arch = {"vit", {...}}, data = {train = ds, val = ds}, epochs = 10, optim = "sgd" | "adam",
+--          lr = 0.05, momentum = 0.9, weight_decay = 5e-4, schedule = "cosine" | "step" | "none",
+--          batch = 128, augment = {crop = 4, flip = true}, standardize, seed = 0, cache = true,
+--          name = "source", verbose = true}
+-- -> model (BatchNorm in train mode while training; left in evaluate()), info
+-- The result is cached under data/cache/pretrained/, keyed by the whole configuration, the
+-- training data's fingerprint and the code's cache version; the next call loads it.
+function T.pretrain(o)
+  check_options("pretrain", o, PRETRAIN_OPTS)
+  if type(o.data) ~= "table" or not is_dataset(o.data.train) then
+    fail("pretrain", "data must be {train = dataset, val = dataset}")
+  end
+  local cfg = {arch = o.arch, epochs = o.epochs or 10, optim = o.optim or "sgd", lr = o.lr or 0.05,
+               momentum = o.momentum or 0.9, weight_decay = o.weight_decay or 5e-4, schedule = o.schedule or "cosine",
+               batch = o.batch or 128, augment = o.augment, standardize = o.standardize, seed = o.seed or 0,
+               label_smoothing = o.label_smoothing or 0}
+  if cfg.optim ~= "sgd" and cfg.optim ~= "adam" then fail("pretrain", "optim must be 'sgd' or 'adam', got '%s'", tostring(cfg.optim)) end
+  local verbose = o.verbose ~= false
+  local key = canon{cfg = cfg, train = T.fingerprint(o.data.train), version = T.CACHE_VERSION, sf = sf.version}
+  local name = (o.name or "source"):gsub("[^%w_%-]", "_")
+  local dir = T.root_dir() .. "/data/cache/pretrained"
+  local path = string.format("%s/%s-%s.safetensors", dir, name, T.hash(key))
+  local rng = sf.rng(cfg.seed)
+  local model = build_arch("pretrain", cfg.arch, rng)
+  local info = {path = path, cached = false, config = cfg}
+  if o.cache ~= false then
+    local f = io.open(path, "rb")
+    if f then
+      f:close()
+      local t0 = os.clock()
+      checkpoint.load(path, {model = model})
+      model:evaluate()
+      info.cached, info.load_seconds = true, os.clock() - t0
+      if verbose then print(string.format("pretrain: loaded the cached source model %s", path)) end
+      if o.data.val then info.val = T.evaluate(model, o.data.val, {standardize = cfg.standardize}) end
+      return model, info
+    end
+  end
+  model:training()
+  model:set_trainable(true)
+  local opt = cfg.optim == "sgd"
+    and optim.sgd(model, {lr = cfg.lr, momentum = cfg.momentum, weight_decay = cfg.weight_decay})
+    or optim.adam(model, {lr = cfg.lr, weight_decay = cfg.weight_decay})
+  local loader = data().loader(o.data.train, {batch = cfg.batch, shuffle = true, drop_last = true, rng = rng,
+                                              augment = cfg.augment, standardize = cfg.standardize})
+  local S, s = cfg.epochs * #loader, 0
+  local t0 = os.time()
+  local clock0 = os.clock()
+  for epoch = 1, cfg.epochs do
+    local total, nb = 0, 0
+    for x, y in loader do
+      s = s + 1
+      opt.opts.lr = lr_at(cfg.schedule, cfg.lr, s, S)
+      model:zero_grad()
+      local loss, d = nn.cross_entropy(model:forward(x), y, {label_smoothing = cfg.label_smoothing})
+      model:backward(x, d, false)
+      opt:step()
+      total, nb = total + loss, nb + 1
+    end
+    info.train_loss = total / math.max(nb, 1)
+    if verbose then
+      local val = o.data.val and T.evaluate(model, o.data.val, {standardize = cfg.standardize})
+      print(string.format("pretrain %s epoch %d/%d: loss %.4f%s (%.0f s)", name, epoch, cfg.epochs, info.train_loss,
+        val and string.format(", source val acc %.2f%%", 100 * val) or "", os.time() - t0))
+    end
+  end
+  info.seconds = os.clock() - clock0
+  model:evaluate()
+  if o.data.val then info.val = T.evaluate(model, o.data.val, {standardize = cfg.standardize}) end
+  if o.cache ~= false then
+    os.execute(string.format("mkdir -p '%s'", dir))
+    checkpoint.save(path, {model = model, config = {key = key, val = info.val}})
+    if verbose then print("pretrain: cached the source model as " .. path) end
+  end
+  return model, info
+end
+
+-- ---- fine-tuning ----
+
+local FINETUNE_OPTS = {model = false, data = false, policy = false, optim = false, lr = false, weight_decay = false,
+                       epochs = false, batch = false, bn = false, seed = false, every = false, stat_batches = false,
+                       on_change = false, standardize = false, inplace = false, dry_run = false, verbose = false,
+                       label_smoothing = false, momentum = false, eval_batch = false}
+
+local function check_target(fn, d)
+  if type(d) ~= "table" then fail(fn, "data must be {train = ds, val = ds, test = ds}, got %s", type(d)) end
+  for _, k in ipairs{"train", "val", "test"} do
+    if not is_dataset(d[k]) then fail(fn, "data.%s must be a dataset (got %s)", k, type(d[k])) end
+  end
+end
+
+-- finetune{model = source, data = {train, val, test}, policy = sf.policy.all(), optim = "adam",
+--          lr = 1e-3, weight_decay = 1e-4, epochs = 15, batch = 64, bn = "eval", seed = 0,
+--          every = nil (steps between re-selections; nil = each epoch), stat_batches = 5,
+--          on_change = "keep", standardize, inplace = false, dry_run = false}
+-- The paper's protocol: Adam with coupled L2 weight decay, BatchNorm in eval mode, no
+-- augmentation; validation and test accuracy after every epoch. The source model is
+-- cloned unless inplace. Returns {epochs = {{epoch, loss, val, test, trainable}},
+-- best = {epoch, val, test} (best validation, ties: first), model, report}.
+function T.finetune(o)
+  check_options("finetune", o, FINETUNE_OPTS)
+  if type(o.model) ~= "table" or not o.model.parameters then fail("finetune", "model must be a model") end
+  check_target("finetune", o.data)
+  local policy = P.wrap(o.policy or P.all())
+  local cfg = {optim = o.optim or "adam", lr = o.lr or 1e-3, weight_decay = o.weight_decay or 1e-4,
+               epochs = o.epochs or 15, batch = o.batch or 64, bn = o.bn or "eval", seed = o.seed or 0}
+  if cfg.optim ~= "adam" and cfg.optim ~= "sgd" and cfg.optim ~= "adamw" then
+    fail("finetune", "optim must be 'adam', 'adamw' or 'sgd', got '%s'", tostring(cfg.optim))
+  end
+  local model = o.inplace and o.model or o.model:clone()
+  if cfg.bn ~= "follow" then model:set_bn_mode(cfg.bn) end
+  local rng = sf.rng(cfg.seed)
+  local std = o.standardize
+  local loader = data().loader(o.data.train, {batch = cfg.batch, shuffle = true, rng = rng, standardize = std})
+  local stat_loader = data().loader(o.data.train, {batch = cfg.batch, shuffle = false, standardize = std})
+  local loss_fn = function(logits, y) return nn.cross_entropy(logits, y, {label_smoothing = o.label_smoothing}) end
+  local opt = optim[cfg.optim](model, {lr = cfg.lr, weight_decay = cfg.weight_decay, on_change = o.on_change,
+                                       momentum = cfg.optim == "sgd" and (o.momentum or 0.9) or nil})
+  local steps = 0
+  local function select(epoch)
+    local ctx = P.context{model = model, epoch = epoch, step = steps, stat_batches = o.stat_batches,
+                          batches = function() return stat_loader:epoch() end, loss = loss_fn}
+    local sel = policy.select(ctx)
+    P.apply(model, sel, policy.empty)
+    if policy.fresh_optimizer then opt:reset() end
+  end
+  local result = {epochs = {}, policy = policy.name, config = cfg, model = model}
+  local function record(epoch, loss)
+    local val = T.evaluate(model, o.data.val, {standardize = std, batch = o.eval_batch})
+    local test = T.evaluate(model, o.data.test, {standardize = std, batch = o.eval_batch})
+    local ntrain = 0
+    for _, rec in ipairs(model:parameters()) do if rec.trainable then ntrain = ntrain + 1 end end
+    local e = {epoch = epoch, loss = loss, val = val, test = test, trainable = ntrain}
+    result.epochs[#result.epochs + 1] = e
+    if o.verbose then
+      print(string.format("  epoch %2d: loss %s, val %.2f%%, test %.2f%%, %d tensors train", epoch,
+        loss and string.format("%.4f", loss) or "-", 100 * val, 100 * test, ntrain))
+    end
+    return e
+  end
+  select(0)
+  result.report = P.report(model, string.format("what trains (policy %s, epoch 0):", policy.name))
+  if o.dry_run then
+    print(result.report)
+    return result
+  end
+  if policy.empty then
+    local e = record(0, nil)
+    result.best = {epoch = 0, val = e.val, test = e.test}
+    return result
+  end
+  for epoch = 1, cfg.epochs do
+    if epoch > 1 then select(epoch) end
+    model:training()
+    local total, nb = 0, 0
+    for x, y in loader do
+      steps = steps + 1
+      if o.every and steps > 1 and (steps - 1) % o.every == 0 then select(epoch) end
+      model:zero_grad()
+      local loss, d = loss_fn(model:forward(x), y)
+      model:backward(x, d, false)
+      opt:step()
+      total, nb = total + loss, nb + 1
+    end
+    local e = record(epoch, total / math.max(nb, 1))
+    if not result.best or e.val > result.best.val then result.best = {epoch = epoch, val = e.val, test = e.test} end
+  end
+  return result
+end
+
+return T
