@@ -14,5 +14,6 @@ sf.optim = require "surgft.optim"
 sf.policy = require "surgft.policy"
 local train = require "surgft.train"
 sf.pretrain, sf.finetune, sf.evaluate = train.pretrain, train.finetune, train.evaluate
+sf.experiment = require("surgft.experiment").new
 
 return sf

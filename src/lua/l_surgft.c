@@ -1,6 +1,7 @@
 /* luaopen_surgft_core: assembles the binding areas into the module table and the
  * tensor metatable. The Lua side (lua/surgft/init.lua) builds on this table. */
 #include <string.h>
+#include <unistd.h>
 
 #include "sfl.h"
 #include "surgft_config.h"
@@ -10,6 +11,7 @@ int luaopen_surgft_core(lua_State *L);
 static const sfl_area *const areas[] = {
     &sfl_area_tensor, &sfl_area_math, &sfl_area_reduce, &sfl_area_blas, &sfl_area_linalg, &sfl_area_rng,
     &sfl_area_io,     &sfl_area_corrupt, &sfl_area_nn, &sfl_area_norm, &sfl_area_optim, &sfl_area_safetensors,
+    &sfl_area_synth,
 };
 
 /* set t[name] = f for each entry, refusing duplicates (a name belongs to one area) */
@@ -21,6 +23,12 @@ static void set_funcs(lua_State *L, int idx, const luaL_Reg *r, int allow_existi
     lua_pushcfunction(L, r->func);
     lua_setfield(L, idx, r->name);
   }
+}
+
+/* sf.isatty([fd = 1]) -> whether the descriptor is a terminal (progress bars use it) */
+static int l_isatty(lua_State *L) {
+  lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
+  return 1;
 }
 
 int luaopen_surgft_core(lua_State *L) {
@@ -68,6 +76,8 @@ int luaopen_surgft_core(lua_State *L) {
   lua_setfield(L, mod, "_tensor_mt");
   lua_pushliteral(L, SURGFT_VERSION);
   lua_setfield(L, mod, "version");
+  lua_pushcfunction(L, l_isatty);
+  lua_setfield(L, mod, "isatty");
   lua_settop(L, mod);
   return 1;
 }
