@@ -175,7 +175,10 @@ function Experiment:run()
     local res
     if saved then
       local ok, obj = pcall(cjson.decode, saved)
-      if ok and obj.key == key then res = obj.result end
+      if ok and obj.key == key then
+        res = obj.result
+        res.seed = math.tointeger(res.seed) or res.seed -- JSON numbers come back as floats
+      end
     end
     local what = string.format("%s | %s | seed %d%s", c.task.name, c.pol.label, c.seed,
       c.lr > 0 and string.format(" | lr %g", c.lr) or "")

@@ -1,0 +1,248 @@
+-- The workbench: policies, the fine-tuning protocol, automatic criteria against hand
+-- computations, and the experiment runner's selection, resumption and result files.
+local lu = require "luaunit"
+local sf = require "surgft"
+local cjson = require "cjson"
+local P = sf.policy
+
+-- a small seeded task: the class is the sign of an image's mean; the target is shifted
+local function make(rng, n, shift, name)
+  local x = sf.randn({n, 1, 8, 8}, rng)
+  local y = sf.zeros(n)
+  for i = 1, n do y:set(i, x:select(1, i):mean() > 0 and 2 or 1) end
+  if shift then x:mul_(2):add_(0.5) end
+  return sf.data.dataset{x = x, y = y, classes = {"neg", "pos"}, name = name or "toy"}
+end
+
+local function source_model()
+  local rng = sf.rng(11)
+  local src = {train = make(rng, 256), val = make(rng, 64)}
+  return sf.pretrain{arch = {"cnn", {in_channels = 1, widths = {4, 8}, classes = 2}}, data = src, epochs = 1,
+                     lr = 0.05, cache = false, verbose = false}
+end
+
+local SRC = source_model()
+local function target(seed)
+  local rng = sf.rng(100 + seed)
+  return {train = make(rng, 64, true), val = make(rng, 32, true), test = make(rng, 64, true)}
+end
+
+TestPolicies = {}
+
+function TestPolicies:test_builtin_selections()
+  local m = SRC:clone()
+  local ctx = P.context{model = m}
+  local function trains(policy)
+    P.apply(m, policy.select(ctx), policy.empty)
+    local out = {}
+    for _, rec in ipairs(m:parameters()) do if rec.trainable then out[#out + 1] = rec.name end end
+    return table.concat(out, " ")
+  end
+  lu.assertEquals(m:blocks(), {"block1", "block2", "head"})
+  lu.assertEquals(trains(P.first(1)), "block1.conv.weight block1.bn.weight block1.bn.bias")
+  lu.assertEquals(trains(P.last(1)), "head.fc.weight head.fc.bias")
+  lu.assertEquals(trains(P.last_layer()), "head.fc.weight head.fc.bias")
+  lu.assertEquals(trains(P.blocks{"block2"}), "block2.conv.weight block2.bn.weight block2.bn.bias")
+  lu.assertEquals(trains(P.pattern("%.bn%.")), "block1.bn.weight block1.bn.bias block2.bn.weight block2.bn.bias")
+  lu.assertEquals(trains(P.none()), "")
+  lu.assertEquals(#m:parameters(), select(2, trains(P.all()):gsub("%S+", "")))
+  -- a parameter name overrides its block's scale
+  P.apply(m, {block2 = 1, ["block2.bn.bias"] = 0.5})
+  lu.assertEquals(m:parameter("block2.bn.bias").lr_scale, 0.5)
+  lu.assertEquals(m:parameter("block2.bn.weight").lr_scale, 1)
+end
+
+function TestPolicies:test_selection_errors()
+  local m = SRC:clone()
+  lu.assertErrorMsgContains("policy: 'block7' matches no block and no parameter (blocks: block1, block2, head)",
+    P.apply, m, {block7 = 1})
+  lu.assertErrorMsgContains("leaves no parameter trainable", P.apply, m, {})
+  lu.assertErrorMsgContains("lr scale for 'head' must be a number >= 0", P.apply, m, {head = -1})
+  local ctx = P.context{model = m}
+  lu.assertErrorMsgContains("policy.pattern: 'nothing' matches no parameter", P.pattern("nothing").select, ctx)
+  lu.assertErrorMsgContains("policy.first(5): the model has only 3 blocks", P.first(5).select, ctx)
+  lu.assertErrorMsgContains("k must be a positive integer", P.last, 0)
+  lu.assertErrorMsgContains("expected a function or a policy", P.wrap, 3)
+  lu.assertErrorMsgContains("variant must be 'paper' or 'code'", P.auto_rgn, {variant = "x"})
+end
+
+function TestPolicies:test_report()
+  local m = SRC:clone()
+  P.apply(m, {head = 0.5})
+  m:set_bn_mode("eval")
+  local r = P.report(m)
+  lu.assertStrContains(r, "head.fc.weight")
+  lu.assertStrContains(r, "2 tensors train")
+  lu.assertStrContains(r, "norm layer block1.bn (BatchNorm2d): mode eval (explicit)")
+end
+
+TestAuto = {}
+
+-- Auto-RGN's scales are ||g|| / ||theta|| over the first batches, divided by the maximum
+function TestAuto:test_rgn_matches_hand_computation()
+  local m = SRC:clone()
+  m:set_bn_mode("eval")
+  local data = target(0)
+  local x, y = data.train:tensors()
+  local xb, yb = x:narrow(1, 1, 32), y:narrow(1, 1, 32)
+  local ctx = P.context{model = m, stat_batches = 1, loss = sf.nn.cross_entropy,
+                        batches = function()
+                          local done = false
+                          return function() if not done then done = true; return xb, yb end end
+                        end}
+  local scales = P.auto_rgn().select(ctx)
+  -- by hand: one batch, every parameter trainable
+  m:set_trainable(true)
+  m:zero_grad()
+  local _, d = sf.nn.cross_entropy(m:forward(xb), yb)
+  m:backward(xb, d, false)
+  local rgn, mx = {}, 0
+  for _, rec in ipairs(m:parameters()) do
+    rgn[rec.name] = rec.grad:norm() / rec.value:norm()
+    mx = math.max(mx, rgn[rec.name])
+  end
+  for name, v in pairs(rgn) do lu.assertAlmostEquals(scales[name], v / mx, 1e-5) end
+end
+
+-- per-example SNR against an explicit loop over examples
+function TestAuto:test_snr_matches_per_example_loop()
+  local m = SRC:clone()
+  m:set_bn_mode("eval")
+  local x, y = target(1).train:tensors()
+  local xb, yb = x:narrow(1, 1, 6), y:narrow(1, 1, 6)
+  local ctx = P.context{model = m, stat_batches = 1, loss = sf.nn.cross_entropy,
+                        batches = function()
+                          local done = false
+                          return function() if not done then done = true; return xb, yb end end
+                        end}
+  local snr = ctx:snr()
+  m:set_trainable(true)
+  local name = "head.fc.weight"
+  local per = {}
+  for i = 1, 6 do
+    m:zero_grad()
+    local _, d = sf.nn.cross_entropy(m:forward(xb:narrow(1, i, 1)), yb:narrow(1, i, 1))
+    m:backward(xb:narrow(1, i, 1), d, false)
+    per[i] = m:parameter(name).grad:clone():reshape(1, -1)
+  end
+  local stack = sf.zeros(6, per[1]:size(2))
+  for i = 1, 6 do stack:narrow(1, i, 1):copy(per[i]) end
+  lu.assertAlmostEquals(snr[name], sf.kernels.snr_examples(stack), 1e-3 * math.abs(snr[name]) + 1e-6)
+end
+
+TestFinetune = {}
+
+function TestFinetune:test_frozen_parameters_are_bit_identical()
+  local data = target(0)
+  local r = sf.finetune{model = SRC, data = data, policy = P.blocks{"head"}, lr = 1e-2, epochs = 2, seed = 3}
+  for _, rec in ipairs(r.model:parameters()) do
+    local before = SRC:parameter(rec.name).value
+    if rec.block ~= "head" then
+      lu.assertTrue(rec.value:equal(before), rec.name .. " moved although frozen")
+    end
+  end
+  lu.assertFalse(r.model:parameter("head.fc.weight").value:equal(SRC:parameter("head.fc.weight").value))
+  -- BatchNorm in eval mode: running statistics never change during fine-tuning
+  local r2 = sf.finetune{model = SRC, data = data, policy = P.all(), lr = 1e-2, epochs = 1}
+  lu.assertTrue(r2.model:state()["block1.bn.running_mean"]:equal(SRC:state()["block1.bn.running_mean"]))
+  -- the source model itself is untouched (finetune clones it)
+  lu.assertEquals(#r.epochs, 2)
+end
+
+function TestFinetune:test_best_epoch_by_validation()
+  local r = sf.finetune{model = SRC, data = target(1), policy = P.all(), lr = 1e-2, epochs = 3, seed = 0}
+  local best = r.epochs[1]
+  for _, e in ipairs(r.epochs) do if e.val > best.val then best = e end end
+  lu.assertEquals(r.best.epoch, best.epoch)
+  lu.assertEquals(r.best.test, best.test)
+  local n = sf.finetune{model = SRC, data = target(1), policy = P.none()}
+  lu.assertEquals(#n.epochs, 1)
+  lu.assertEquals(n.best.epoch, 0)
+end
+
+function TestFinetune:test_lr_scale_reaches_the_update()
+  local data = target(2)
+  local function delta(scale)
+    local r = sf.finetune{model = SRC, data = data, policy = P.blocks{head = scale}, optim = "sgd", momentum = 0,
+                          weight_decay = 0, lr = 1e-2, epochs = 1, seed = 5}
+    return (r.model:parameter("head.fc.bias").value - SRC:parameter("head.fc.bias").value):norm()
+  end
+  lu.assertAlmostEquals(delta(0.5) / delta(1), 0.5, 1e-3)
+end
+
+function TestFinetune:test_deterministic()
+  local a = sf.finetune{model = SRC, data = target(0), policy = P.all(), lr = 1e-2, epochs = 1, seed = 9}
+  local b = sf.finetune{model = SRC, data = target(0), policy = P.all(), lr = 1e-2, epochs = 1, seed = 9}
+  lu.assertTrue(a.model:flat():equal(b.model:flat()))
+end
+
+function TestFinetune:test_errors()
+  lu.assertErrorMsgContains("finetune: unknown option 'lrs'", sf.finetune, {model = SRC, data = target(0), lrs = 1})
+  lu.assertErrorMsgContains("finetune: data.val must be a dataset", sf.finetune,
+    {model = SRC, data = {train = target(0).train}})
+  lu.assertErrorMsgContains("optim must be 'adam', 'adamw' or 'sgd'", sf.finetune,
+    {model = SRC, data = target(0), optim = "rmsprop"})
+  lu.assertErrorMsgContains("matches no block", sf.finetune,
+    {model = SRC, data = target(0), policy = P.blocks{"stem"}})
+end
+
+TestExperiment = {}
+
+local function tmpdir()
+  local d = os.tmpname()
+  os.remove(d)
+  os.execute("mkdir -p " .. d)
+  return d
+end
+
+function TestExperiment:test_run_resume_and_files()
+  local dir = tmpdir()
+  local function exp()
+    return sf.experiment{name = "toy", dir = dir, lrs = {1e-2, 1e-3}, seeds = {0, 1}, epochs = 2,
+                         tasks = {{name = "Toy", model = SRC, data = target}},
+                         policies = {{"No fine-tuning", P.none()}, {"All", P.all()}, {"Last layer", P.last_layer()}}}
+  end
+  local r1 = exp():run()
+  lu.assertEquals(#r1.cells, 2 + 4 + 4)
+  local r2 = exp():run()
+  for _, c in ipairs(r2.cells) do lu.assertTrue(c.skipped, "a finished cell ran again") end
+  lu.assertEquals(r2.summary.Toy.All.mean, r1.summary.Toy.All.mean)
+  -- selection: the reported test accuracy is the one at the best validation (lr, epoch)
+  for _, pk in ipairs(r1.summary.Toy.All.picks) do
+    local best
+    for _, c in ipairs(r1.cells) do
+      if c.policy == "All" and c.seed == pk.seed then
+        for _, e in ipairs(c.epochs) do
+          if e.epoch > 0 and (not best or e.val > best.val) then best = e end
+        end
+      end
+    end
+    lu.assertEquals(pk.test, best.test)
+  end
+  -- the files
+  local f = assert(io.open(dir .. "/results.json"))
+  local doc = cjson.decode(f:read("a"))
+  f:close()
+  lu.assertEquals(doc.config.name, "toy")
+  lu.assertEquals(#doc.cells, 10)
+  lu.assertNotNil(doc.versions.surgft)
+  local lines = {}
+  for l in io.lines(dir .. "/results.csv") do lines[#lines + 1] = l end
+  lu.assertEquals(lines[1], "task,policy,policy_name,seed,lr,epoch,loss,val_acc,test_acc,trainable_tensors,selected")
+  lu.assertEquals(#lines, 1 + 2 * 1 + 8 * 3) -- none: epoch 0 only; others: epochs 0..2
+  for i = 2, #lines do lu.assertEquals(select(2, lines[i]:gsub(",", "")), 10, lines[i]) end
+  local t = io.open(dir .. "/table.txt"):read("a")
+  lu.assertStrContains(t, "No fine-tuning")
+  lu.assertStrContains(t, "mean (std) over 2 seeds")
+  os.execute("rm -rf " .. dir)
+end
+
+function TestExperiment:test_option_errors()
+  lu.assertErrorMsgContains("experiment: unknown option 'seed'", sf.experiment, {name = "x", seed = 1})
+  lu.assertErrorMsgContains("name must be a string", sf.experiment, {name = "a b"})
+  lu.assertErrorMsgContains("tasks must be a non-empty list", sf.experiment, {name = "x", tasks = {}})
+  lu.assertErrorMsgContains("policies[1] must be {label, policy}", sf.experiment,
+    {name = "x", tasks = {{name = "T", model = SRC, data = target}}, policies = {P.all()}})
+end
+
+os.exit(lu.LuaUnit.run())
