@@ -71,16 +71,21 @@ class SmallCNN(nn.Module):
         return self.head(x)
 
 
+def norm_layer(kind, c):
+    """BatchNorm, or GroupNorm with min(8, C) groups (surgft's gn_groups default)"""
+    return nn.GroupNorm(min(8, c), c) if kind == "gn" else nn.BatchNorm2d(c)
+
+
 class BasicBlock(nn.Module):
-    def __init__(self, cin, cout, stride):
+    def __init__(self, cin, cout, stride, norm="bn"):
         super().__init__()
         self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
+        self.bn1 = norm_layer(norm, cout)
         self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
+        self.bn2 = norm_layer(norm, cout)
         self.shortcut = None
-        if stride != 1 or cin != cout:  # option B: 1x1 conv + BN
-            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+        if stride != 1 or cin != cout:  # option B: 1x1 conv + norm
+            self.shortcut = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), norm_layer(norm, cout))
 
     def forward(self, x):
         h = self.bn2(self.conv2(torch.relu(self.bn1(self.conv1(x)))))
@@ -107,10 +112,10 @@ class PreActBlock(nn.Module):
 
 
 class Stem(nn.Module):
-    def __init__(self, cin, cout, with_bn):
+    def __init__(self, cin, cout, with_bn, norm="bn"):
         super().__init__()
         self.conv = nn.Conv2d(cin, cout, 3, 1, 1, bias=False)
-        self.bn = nn.BatchNorm2d(cout) if with_bn else None
+        self.bn = norm_layer(norm, cout) if with_bn else None
 
     def forward(self, x):
         x = self.conv(x)
@@ -118,18 +123,19 @@ class Stem(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    """surgft.models.resnet{depth = 6n+2, block = "basic" | "preact"}."""
+    """surgft.models.resnet{depth = 6n+2, block = "basic" | "preact", norm = "bn" | "gn" (basic only here)}."""
 
-    def __init__(self, depth, widths, classes, in_channels, block):
+    def __init__(self, depth, widths, classes, in_channels, block, norm):
         super().__init__()
         n = (depth - 2) // 6
-        Block = BasicBlock if block == "basic" else PreActBlock
-        self.stem = Stem(in_channels, widths[0], block == "basic")
+        assert block == "basic" or norm == "bn"
+        self.stem = Stem(in_channels, widths[0], block == "basic", norm)
         cin = widths[0]
         for s, w in enumerate(widths):
             blocks = []
             for i in range(n):
-                blocks.append(Block(cin, w, 2 if (i == 0 and s > 0) else 1))
+                stride = 2 if (i == 0 and s > 0) else 1
+                blocks.append(BasicBlock(cin, w, stride, norm) if block == "basic" else PreActBlock(cin, w, stride))
                 cin = w
             self.add_module("block%d" % (s + 1), nn.Sequential(*blocks))
         self.head = PoolFC(cin, classes, bn=(block == "preact"))
@@ -232,14 +238,14 @@ def build(kind, o):
         return SmallCNN(o["in_channels"], o["widths"], o["classes"])
     if kind == "resnet":
         return CifarResNet(o["depth"], o.get("widths", [16, 32, 64]), o.get("classes", 10),
-                           o.get("in_channels", 3), o.get("block", "basic"))
+                           o.get("in_channels", 3), o.get("block", "basic"), o.get("norm", "bn"))
     if kind == "vit":
         return ViT(o["image"], o["patch"], o["channels"], o["dim"], o["depth"], o["heads"],
                    o["mlp_ratio"], o["classes"])
     raise ValueError(kind)
 
 
-# ---- cases: (file name, model kind, surgft options, mode, input shape, batch) ----
+# ---- cases: (file name, model kind, surgft options, mode, input shape[, label smoothing]) ----
 
 CASES = []
 for mode in ("train", "eval"):
@@ -249,6 +255,8 @@ for mode in ("train", "eval"):
                   mode, [8, 3, 16, 16]))
     CASES.append(("preact8_" + mode, "resnet", {"depth": 8, "block": "preact", "classes": 10},
                   mode, [8, 3, 16, 16]))
+CASES.append(("resnet8_gn", "resnet", {"depth": 8, "block": "basic", "norm": "gn", "classes": 10},
+              "train", [4, 3, 16, 16], 0.1))
 CASES.append(("vit", "vit", {"image": 16, "patch": 4, "channels": 3, "dim": 32, "depth": 2, "heads": 4,
                              "mlp_ratio": 2, "classes": 5}, "train", [4, 3, 16, 16]))
 
@@ -257,7 +265,7 @@ def randomize(model, g):
     """Non-trivial norm affines and running statistics, so every term matters."""
     with torch.no_grad():
         for m in model.modules():
-            if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm)):
+            if isinstance(m, (nn.BatchNorm2d, nn.LayerNorm, nn.GroupNorm)):
                 m.weight.copy_(1 + 0.3 * torch.randn(m.weight.shape, generator=g))
                 m.bias.copy_(0.2 * torch.randn(m.bias.shape, generator=g))
             if isinstance(m, nn.BatchNorm2d):
@@ -294,7 +302,7 @@ def write_safetensors(path, tensors, metadata):
     os.replace(tmp, path)
 
 
-def run_case(outdir, name, kind, opts, mode, shape, seed):
+def run_case(outdir, name, kind, opts, mode, shape, smoothing=0.0, seed=0):
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed + 1000)
     model = build(kind, opts)
@@ -314,12 +322,12 @@ def run_case(outdir, name, kind, opts, mode, shape, seed):
     acts = {}
     for path, m in model.named_modules():
         if path and "." not in path or isinstance(m, (nn.Conv2d, nn.Linear, nn.BatchNorm2d, nn.LayerNorm,
-                                                      BasicBlock, PreActBlock, Block, Tokens, PatchEmbed,
+                                                      nn.GroupNorm, BasicBlock, PreActBlock, Block, Tokens, PatchEmbed,
                                                       Attention)):
             m.register_forward_hook(lambda mod, inp, out, path=path: acts.__setitem__(path, out.detach()))
 
     logits = model(x.double())
-    loss = F.cross_entropy(logits, y)
+    loss = F.cross_entropy(logits, y, label_smoothing=smoothing)
     model.zero_grad()
     loss.backward()
 
@@ -333,7 +341,8 @@ def run_case(outdir, name, kind, opts, mode, shape, seed):
             out["rs." + k] = v
     for k, v in acts.items():
         out["a." + k] = v
-    meta = {"model": kind, "options": json.dumps(opts), "mode": mode, "torch": torch.__version__}
+    meta = {"model": kind, "options": json.dumps(opts), "mode": mode, "label_smoothing": repr(smoothing),
+            "torch": torch.__version__}
     write_safetensors(os.path.join(outdir, name + ".safetensors"), out, meta)
     return name
 
