@@ -176,6 +176,24 @@ function TestFinetune:test_deterministic()
   lu.assertTrue(a.model:flat():equal(b.model:flat()))
 end
 
+function TestFinetune:test_worst_group_accuracy()
+  local data = target(4)
+  local x, y = data.test:tensors()
+  local groups = {}
+  for i = 1, data.test:size() do groups[i] = i % 3 + 1 end
+  data.test = sf.data.dataset{x = x, y = y:totable(), classes = {"neg", "pos"}, meta = {group = groups}, name = "g"}
+  local r = sf.finetune{model = SRC, data = data, policy = P.all(), lr = 1e-2, epochs = 1}
+  local _, pred = sf.evaluate(r.model, data.test)
+  local hit, n = {0, 0, 0}, {0, 0, 0}
+  for i, p in ipairs(pred) do
+    n[groups[i]] = n[groups[i]] + 1
+    if p == y:get(i) then hit[groups[i]] = hit[groups[i]] + 1 end
+  end
+  local worst = math.min(hit[1] / n[1], hit[2] / n[2], hit[3] / n[3])
+  lu.assertAlmostEquals(r.epochs[1].worst_group, worst, 1e-12)
+  lu.assertEquals(r.best.worst_group, worst)
+end
+
 function TestFinetune:test_errors()
   lu.assertErrorMsgContains("finetune: unknown option 'lrs'", sf.finetune, {model = SRC, data = target(0), lrs = 1})
   lu.assertErrorMsgContains("finetune: data.val must be a dataset", sf.finetune,

@@ -222,7 +222,7 @@ local function select_best(runs)
   for _, r in ipairs(runs) do
     for _, e in ipairs(r.epochs) do
       if (r.policy_name == "none" or e.epoch > 0) and (not best or e.val > best.val) then
-        best = {val = e.val, test = e.test, epoch = e.epoch, lr = r.lr}
+        best = {val = e.val, test = e.test, worst_group = e.worst_group, epoch = e.epoch, lr = r.lr}
       end
     end
   end
@@ -258,19 +258,23 @@ function Experiment:summarize(results)
       base_by_seed[seed] = g and select_best(g)
     end
     for _, p in ipairs(self.policies) do
-      local tests, rel, picks = {}, {}, {}
+      local tests, rel, picks, worst = {}, {}, {}, {}
       for _, seed in ipairs(self.seeds) do
         local g = groups[task.name .. "\0" .. p.label .. "\0" .. seed]
         local best = g and select_best(g)
         if best then
           tests[#tests + 1] = best.test
-          picks[#picks + 1] = {seed = seed, lr = best.lr, epoch = best.epoch, val = best.val, test = best.test}
+          if best.worst_group then worst[#worst + 1] = best.worst_group end
+          picks[#picks + 1] = {seed = seed, lr = best.lr, epoch = best.epoch, val = best.val, test = best.test,
+                               worst_group = best.worst_group}
           if base_by_seed[seed] then rel[#rel + 1] = best.test - base_by_seed[seed].test end
         end
       end
       local m, s, n = mean_std(tests)
       local rm, rs = mean_std(rel)
-      summary[task.name][p.label] = {mean = m, std = s, n = n, rel_mean = rm, rel_std = rs, picks = picks}
+      local wm, ws = mean_std(worst)
+      summary[task.name][p.label] = {mean = m, std = s, n = n, rel_mean = rm, rel_std = rs, picks = picks,
+                                     worst_mean = #worst > 0 and wm or nil, worst_std = #worst > 0 and ws or nil}
     end
   end
   return summary
@@ -278,15 +282,18 @@ end
 
 -- ---- the table ----
 
-function Experiment:table_rows(summary)
+-- metric: "mean" (test accuracy) or "worst" (worst-group test accuracy)
+function Experiment:table_rows(summary, metric)
+  local mkey, skey = "mean", "std"
+  if metric == "worst" then mkey, skey = "worst_mean", "worst_std" end
   local header = {"Parameters tuned"}
   for _, t in ipairs(self.tasks) do header[#header + 1] = t.name end
   local best = {}
   for _, t in ipairs(self.tasks) do
     local b
     for _, p in ipairs(self.policies) do
-      local s = summary[t.name][p.label]
-      if s.mean == s.mean and (not b or s.mean > b) then b = s.mean end
+      local v = summary[t.name][p.label][mkey]
+      if v and v == v and (not b or v > b) then b = v end
     end
     best[t.name] = b
   end
@@ -295,9 +302,10 @@ function Experiment:table_rows(summary)
     local row = {p.label}
     for _, t in ipairs(self.tasks) do
       local s = summary[t.name][p.label]
-      local cell = string.format("%.1f", 100 * s.mean)
-      if s.n > 1 then cell = cell .. string.format(" (%.1f)", 100 * s.std) end
-      if best[t.name] and math.abs(s.mean - best[t.name]) < 1e-12 then cell = cell .. " *" end
+      local v, sd = s[mkey], s[skey]
+      local cell = v and string.format("%.1f", 100 * v) or "-"
+      if v and s.n > 1 then cell = cell .. string.format(" (%.1f)", 100 * sd) end
+      if v and best[t.name] and math.abs(v - best[t.name]) < 1e-12 then cell = cell .. " *" end
       row[#row + 1] = cell
     end
     rows[#rows + 1] = row
@@ -305,8 +313,15 @@ function Experiment:table_rows(summary)
   return header, rows
 end
 
-function Experiment:table_text(summary)
-  local header, rows = self:table_rows(summary)
+function Experiment:has_worst(summary)
+  for _, t in ipairs(self.tasks) do
+    for _, p in ipairs(self.policies) do if summary[t.name][p.label].worst_mean then return true end end
+  end
+  return false
+end
+
+function Experiment:table_text(summary, metric)
+  local header, rows = self:table_rows(summary, metric)
   local widths = {}
   for j, h in ipairs(header) do widths[j] = #h end
   for _, r in ipairs(rows) do for j, c in ipairs(r) do widths[j] = math.max(widths[j], #c) end end
@@ -317,20 +332,28 @@ function Experiment:table_text(summary)
     end
     return table.concat(parts, "  ")
   end
-  local out = {string.format("%s: target test accuracy (%%), mean (std) over %d seeds; * = best", self.title,
-    #self.seeds), line(header)}
+  local what = metric == "worst" and "worst-group target test accuracy" or "target test accuracy"
+  local out = {string.format("%s: %s (%%), mean (std) over %d seeds; * = best", self.title, what, #self.seeds),
+               line(header)}
   local total = 0
   for _, w in ipairs(widths) do total = total + w + 2 end
   out[#out + 1] = string.rep("-", total - 2)
   for _, r in ipairs(rows) do out[#out + 1] = line(r) end
+  if metric == nil and self:has_worst(summary) then
+    return table.concat(out, "\n") .. "\n\n" .. self:table_text(summary, "worst")
+  end
   return table.concat(out, "\n")
 end
 
-function Experiment:table_markdown(summary)
-  local header, rows = self:table_rows(summary)
+function Experiment:table_markdown(summary, metric)
+  local header, rows = self:table_rows(summary, metric)
   local out = {"| " .. table.concat(header, " | ") .. " |", "|" .. string.rep("---|", #header)}
   for _, r in ipairs(rows) do out[#out + 1] = "| " .. table.concat(r, " | ") .. " |" end
-  return table.concat(out, "\n") .. "\n"
+  local md = table.concat(out, "\n") .. "\n"
+  if metric == nil and self:has_worst(summary) then
+    md = md .. "\nWorst-group accuracy:\n\n" .. self:table_markdown(summary, "worst")
+  end
+  return md
 end
 
 -- ---- outputs ----

@@ -271,12 +271,15 @@ function T.finetune(o)
     if policy.fresh_optimizer then opt:reset() end
   end
   local result = {epochs = {}, policy = policy.name, config = cfg, model = model}
+  -- a test set with group labels (meta.group) also gets its worst-group accuracy
+  local groups = o.data.test.meta and o.data.test.meta.group
   local function record(epoch, loss)
     local val = T.evaluate(model, o.data.val, {standardize = std, batch = o.eval_batch})
-    local test = T.evaluate(model, o.data.test, {standardize = std, batch = o.eval_batch})
+    local test, pred = T.evaluate(model, o.data.test, {standardize = std, batch = o.eval_batch})
+    local worst = groups and data().suites.group_accuracy(pred, o.data.test) or nil
     local ntrain = 0
     for _, rec in ipairs(model:parameters()) do if rec.trainable then ntrain = ntrain + 1 end end
-    local e = {epoch = epoch, loss = loss, val = val, test = test, trainable = ntrain}
+    local e = {epoch = epoch, loss = loss, val = val, test = test, worst_group = worst, trainable = ntrain}
     result.epochs[#result.epochs + 1] = e
     if o.verbose then
       print(string.format("  epoch %2d: loss %s, val %.2f%%, test %.2f%%, %d tensors train", epoch,
@@ -292,7 +295,7 @@ function T.finetune(o)
   end
   if policy.empty then
     local e = record(0, nil)
-    result.best = {epoch = 0, val = e.val, test = e.test}
+    result.best = {epoch = 0, val = e.val, test = e.test, worst_group = e.worst_group}
     return result
   end
   for epoch = 1, cfg.epochs do
@@ -309,7 +312,9 @@ function T.finetune(o)
       total, nb = total + loss, nb + 1
     end
     local e = record(epoch, total / math.max(nb, 1))
-    if not result.best or e.val > result.best.val then result.best = {epoch = epoch, val = e.val, test = e.test} end
+    if not result.best or e.val > result.best.val then
+      result.best = {epoch = epoch, val = e.val, test = e.test, worst_group = e.worst_group}
+    end
   end
   return result
 end
