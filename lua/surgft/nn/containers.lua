@@ -17,7 +17,12 @@ return function(nn, sf)
     end
   end
 
+  -- a container forwarded before anything built it is the root: build it here, or its
+  -- first parametrised child would build itself as a separate model
+  local function ensure_built(self) if not self._built then self:build() end end
+
   function Sequential:forward(input)
+    ensure_built(self)
     local x = input
     for i = 1, #self._children do x = self:call_child(i, "forward", x) end
     self.output = x
@@ -54,6 +59,7 @@ return function(nn, sf)
   end
 
   function Residual:forward(input)
+    ensure_built(self)
     local a = self:call_child(1, "forward", input)
     local b = self:call_child(2, "forward", input)
     local sa, sb = a:size(), b:size()

@@ -252,16 +252,24 @@ local function deep_copy(v, seen)
   return setmetatable(out, getmetatable(v))
 end
 
+local RNG_MT = getmetatable(sf.rng(1))
+
 -- clone(): a deep copy with its own tensors (unbuilt copies stay unbuilt; built ones
--- get their own flat buffers with the same values, trainable flags and lr scales)
+-- get their own flat buffers with the same values, trainable flags and lr scales).
+-- Generators held by layers (Dropout's rng) are copied in their current state, so the
+-- clone draws the same masks as the original would, without advancing its stream.
 function Module:clone()
   local seen = {}
   -- tensors that are parameters or buffers are cloned; scratch (output, gradInput) dropped
   local copy = deep_copy(self, seen)
   copy:visit(function(m)
     m.output, m.gradInput = nil, nil
-    for k in pairs(m) do -- scratch kept between calls is named _s_*: never shared
-      if type(k) == "string" and k:sub(1, 3) == "_s_" then m[k] = nil end
+    for k, v in pairs(m) do -- scratch kept between calls is named _s_*: never shared
+      if type(k) == "string" and k:sub(1, 3) == "_s_" then
+        m[k] = nil
+      elseif type(v) == "userdata" and getmetatable(v) == RNG_MT then
+        m[k] = v:clone()
+      end
     end
     for _, b in ipairs(m._buffers) do
       b.value = m[b.attr]:clone()
@@ -302,7 +310,7 @@ function Module:call_child(i, method, ...)
   if not ok then
     local where = string.format("In child '%s' (%s) of %s", tostring(c.name), c.module:type(), self:type())
     if type(a) == "string" and a:find("^In child ") then
-      a = where .. " > " .. a:sub(10)
+      a = where .. " > " .. a
     elseif type(a) == "string" then
       a = where .. ", " .. method .. ": " .. a
     end
