@@ -194,6 +194,25 @@ function TestFinetune:test_worst_group_accuracy()
   lu.assertEquals(r.best.worst_group, worst)
 end
 
+-- frozen-prefix caching: the same numbers as running the whole model, and the prefix's
+-- convolutions run once per data set, not once per epoch or learning rate
+function TestFinetune:test_frozen_prefix_cache()
+  local data = target(5)
+  for _, pol in ipairs{P.last_layer(), P.blocks{"block2"}} do
+    local a = sf.finetune{model = SRC, data = data, policy = pol, lr = 1e-2, epochs = 2}
+    local b = sf.finetune{model = SRC, data = data, policy = pol, lr = 1e-2, epochs = 2, prefix_cache = false}
+    lu.assertTrue(a.prefix > 0 and b.prefix == 0)
+    lu.assertTrue(a.model:flat():equal(b.model:flat()), pol.name .. ": cached and uncached runs differ")
+    lu.assertEquals(a.best, b.best)
+  end
+  local K = sf.kernels
+  K.reset_counters()
+  sf.finetune{model = SRC, data = data, policy = P.last_layer(), lr = 1e-3, epochs = 3}
+  lu.assertEquals(K.counters().conv_fwd, 0) -- every feature came from the cache
+  -- auto policies change the selection: no caching
+  lu.assertEquals(sf.finetune{model = SRC, data = data, policy = P.auto_rgn(), epochs = 1}.prefix, 0)
+end
+
 function TestFinetune:test_errors()
   lu.assertErrorMsgContains("finetune: unknown option 'lrs'", sf.finetune, {model = SRC, data = target(0), lrs = 1})
   lu.assertErrorMsgContains("finetune: data.val must be a dataset", sf.finetune,

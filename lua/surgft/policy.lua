@@ -69,6 +69,8 @@ end
 
 -- ---- constructors ----
 
+-- static = the selection depends on the model's structure only, not on its statistics or
+-- the epoch (sf.finetune may then cache a frozen prefix's outputs)
 local function make(name, fn, extra)
   local p = {name = name, select = fn}
   for k, v in pairs(extra or {}) do p[k] = v end
@@ -90,9 +92,9 @@ local function all_blocks(ctx, list)
   return out
 end
 
-function P.all() return make("all", function(ctx) return all_blocks(ctx, ctx.blocks) end) end
+function P.all() return make("all", function(ctx) return all_blocks(ctx, ctx.blocks) end, {static = true}) end
 
-function P.none() return make("none", function() return {} end, {empty = true}) end
+function P.none() return make("none", function() return {} end, {empty = true, static = true}) end
 
 -- blocks{"block1", "block2"[, scale = 1]}: those blocks, each at scale 1 (or the given
 -- table {block1 = 1, head = 0.1})
@@ -104,7 +106,7 @@ function P.blocks(list)
     else sel[k] = v; names[#names + 1] = k end
   end
   table.sort(names)
-  return make("blocks(" .. table.concat(names, ",") .. ")", function() return sel end)
+  return make("blocks(" .. table.concat(names, ",") .. ")", function() return sel end, {static = true})
 end
 
 local function check_k(fn, k)
@@ -124,7 +126,7 @@ function P.first(k)
     local out = {}
     for i = 1, k do out[ctx.blocks[i]] = 1 end
     return out
-  end)
+  end, {static = true})
 end
 
 function P.last(k)
@@ -137,7 +139,7 @@ function P.last(k)
     local out = {}
     for i = n - k + 1, n do out[ctx.blocks[i]] = 1 end
     return out
-  end)
+  end, {static = true})
 end
 
 -- last_layer(): the parameters of the last module that has any (the linear head)
@@ -148,11 +150,11 @@ function P.last_layer()
     local out = {}
     for _, rec in ipairs(recs) do if rec.module == last then out[rec.name] = 1 end end
     return out
-  end)
+  end, {static = true})
 end
 
 -- embed(): the "embed" block (a ViT's patch, class-token and position embeddings)
-function P.embed() return make("embed", function() return {embed = 1} end) end
+function P.embed() return make("embed", function() return {embed = 1} end, {static = true}) end
 
 -- pattern(p[, scale]): every parameter whose name matches the Lua pattern p
 function P.pattern(pat, scale)
@@ -163,7 +165,7 @@ function P.pattern(pat, scale)
     end
     if not any then error(string.format("policy.pattern: '%s' matches no parameter", pat), 0) end
     return out
-  end)
+  end, {static = true})
 end
 
 -- ---- automatic criteria ----

@@ -63,14 +63,16 @@ end
 
 -- evaluate(model, ds[, {batch = 256, standardize}]) -> accuracy in [0, 1], predictions
 -- (a Lua array of 1-based classes)
+-- (o.forward = fn(x) -> logits replaces model:forward, e.g. on cached features)
 function T.evaluate(model, ds, o)
   o = o or {}
   if not is_dataset(ds) then fail("evaluate", "argument #2 must be a dataset, got %s", type(ds)) end
   local loader = data().loader(ds, {batch = o.batch or 256, shuffle = false, standardize = o.standardize})
+  local forward = o.forward or function(x) return model:forward(x) end
   return with_eval_modes(model, function()
     local correct, n, pred = 0, 0, {}
     for x, y in loader do
-      local logits = model:forward(x)
+      local logits = forward(x)
       local _, idx = logits:max(2)
       local p, t = idx:totable(), y:totable()
       for i = 1, #p do
@@ -221,12 +223,106 @@ function T.pretrain(o)
   return model, info
 end
 
+-- ---- the frozen-prefix cache ----
+--
+-- When every top-level block below the lowest trainable one is frozen and deterministic
+-- (BatchNorm in explicit eval mode, no active dropout), and the selection does not change
+-- during training (a static policy), the prefix's outputs are the same for every epoch
+-- and every learning rate of a sweep: they are computed once per data set and reused, and
+-- training runs the remaining blocks only. The cache lives beside the source model (weak
+-- keys: it goes when the data set or the model goes) and is bounded by
+-- SURGFT_PREFIX_CACHE_MB (default 2048); beyond it, fine-tuning runs the whole model.
+
+local prefix_cache = setmetatable({}, {__mode = "k"}) -- source model -> ds -> key -> features
+
+function T.prefix_cache_limit()
+  return (tonumber(os.getenv("SURGFT_PREFIX_CACHE_MB")) or 2048) * 1024 * 1024
+end
+
+-- the index of the first top-level child that must run (lowest with a trainable
+-- parameter), or nil when the prefix cannot be cached
+local function cacheable_prefix(model)
+  if model:type() ~= "Sequential" then return nil end
+  local children = model._children
+  local k
+  for i, c in ipairs(children) do
+    if c.module:has_trainable() then k = i break end
+  end
+  if not k or k == 1 then return nil end
+  for i = 1, k - 1 do
+    local ok = true
+    children[i].module:visit(function(m)
+      if m.set_mode and m:mode() ~= "eval" then ok = false end
+      if m:type() == "Dropout" and m.p > 0 then ok = false end
+    end)
+    if not ok then return nil end
+  end
+  return k
+end
+T.cacheable_prefix = cacheable_prefix
+
+local function run_prefix(model, k, x)
+  for i = 1, k - 1 do x = model:call_child(i, "forward", x) end
+  return x
+end
+
+-- features of ds through children 1..k-1 as a dataset ([N,1,numel] images), or nil when
+-- over the memory limit
+local function prefix_features(source, model, k, ds, std)
+  local by_ds = prefix_cache[source] or setmetatable({}, {__mode = "k"})
+  prefix_cache[source] = by_ds
+  local by_key = by_ds[ds] or {}
+  by_ds[ds] = by_key
+  local key = k .. ":" .. canon(std or {})
+  if by_key[key] then return by_key[key] end
+  local loader = data().loader(ds, {batch = 256, shuffle = false, standardize = std})
+  local feats, shape, row
+  with_eval_modes(model, function()
+    local pos = 0
+    for x in loader do
+      local f = run_prefix(model, k, x)
+      if not feats then
+        shape = f:size()
+        row = f:numel() // f:size(1)
+        if 4 * row * ds:size() > T.prefix_cache_limit() then return end
+        feats = sf.empty(ds:size(), 1, 1, row)
+      end
+      feats:narrow(1, pos + 1, f:size(1)):copy(f)
+      pos = pos + f:size(1)
+    end
+  end)
+  if not feats then return nil end
+  table.remove(shape, 1)
+  local fds = data().dataset{x = feats, y = ds:labels(), classes = ds.classes,
+                             meta = ds.meta, name = (ds.name or "data") .. ":prefix" .. k}
+  by_key[key] = {ds = fds, shape = shape}
+  return by_key[key]
+end
+
+local function suffix_forward(model, k, shape, x)
+  local b = x:size(1)
+  local s = {b}
+  for _, d in ipairs(shape) do s[#s + 1] = d end
+  x = x:view(s)
+  model._s_suffix_input = x
+  for i = k, #model._children do x = model:call_child(i, "forward", x) end
+  return x
+end
+
+local function suffix_backward(model, k, g)
+  local steps = {}
+  for i = k, #model._children do
+    steps[#steps + 1] = {model._children[i].name, i == k and model._s_suffix_input or model._children[i - 1].module.output}
+  end
+  model:chain_backward(steps, g, false)
+end
+
 -- ---- fine-tuning ----
 
 local FINETUNE_OPTS = {model = false, data = false, policy = false, optim = false, lr = false, weight_decay = false,
                        epochs = false, batch = false, bn = false, seed = false, every = false, stat_batches = false,
                        on_change = false, standardize = false, inplace = false, dry_run = false, verbose = false,
-                       label_smoothing = false, momentum = false, eval_batch = false}
+                       label_smoothing = false, momentum = false, eval_batch = false, prefix_cache = false}
 
 local function check_target(fn, d)
   if type(d) ~= "table" then fail(fn, "data must be {train = ds, val = ds, test = ds}, got %s", type(d)) end
@@ -273,9 +369,11 @@ function T.finetune(o)
   local result = {epochs = {}, policy = policy.name, config = cfg, model = model}
   -- a test set with group labels (meta.group) also gets its worst-group accuracy
   local groups = o.data.test.meta and o.data.test.meta.group
+  local forward, eval_data, eval_std -- set below, once the selection is known
   local function record(epoch, loss)
-    local val = T.evaluate(model, o.data.val, {standardize = std, batch = o.eval_batch})
-    local test, pred = T.evaluate(model, o.data.test, {standardize = std, batch = o.eval_batch})
+    local eo = {standardize = eval_std, batch = o.eval_batch, forward = forward}
+    local val = T.evaluate(model, eval_data.val, eo)
+    local test, pred = T.evaluate(model, eval_data.test, eo)
     local worst = groups and data().suites.group_accuracy(pred, o.data.test) or nil
     local ntrain = 0
     for _, rec in ipairs(model:parameters()) do if rec.trainable then ntrain = ntrain + 1 end end
@@ -288,6 +386,26 @@ function T.finetune(o)
     return e
   end
   select(0)
+  -- the frozen prefix: cached features and a suffix-only forward when possible
+  local k = o.prefix_cache ~= false and policy.static and not policy.empty and cacheable_prefix(model)
+  local feats
+  if k then
+    feats = {}
+    for _, split in ipairs{"train", "val", "test"} do
+      feats[split] = prefix_features(o.model, model, k, o.data[split], std)
+      if not feats[split] then feats, k = nil, nil break end
+    end
+  end
+  result.prefix = k and k - 1 or 0
+  forward = function(x) return model:forward(x) end
+  local backward = function(x, d) model:backward(x, d, false) end
+  eval_data, eval_std = o.data, std
+  if k then
+    forward = function(x) return suffix_forward(model, k, feats.train.shape, x) end
+    backward = function(_, d) suffix_backward(model, k, d) end
+    loader = data().loader(feats.train.ds, {batch = cfg.batch, shuffle = true, rng = rng})
+    eval_data, eval_std = {val = feats.val.ds, test = feats.test.ds}, nil
+  end
   result.report = P.report(model, string.format("what trains (policy %s, epoch 0):", policy.name))
   if o.dry_run then
     print(result.report)
@@ -306,8 +424,8 @@ function T.finetune(o)
       steps = steps + 1
       if o.every and steps > 1 and (steps - 1) % o.every == 0 then select(epoch) end
       model:zero_grad()
-      local loss, d = loss_fn(model:forward(x), y)
-      model:backward(x, d, false)
+      local loss, d = loss_fn(forward(x), y)
+      backward(x, d)
       opt:step()
       total, nb = total + loss, nb + 1
     end
