@@ -229,6 +229,51 @@ function TestFlatBuffers:test_backward_twice_doubles()
   end
 end
 
+function TestFlatBuffers:test_submodule_of_built_model()
+  -- a module inside a built model answers the protocol for its subtree
+  local m, x = tiny("resnet_basic_bn")
+  local b2 = m:child("block2")
+  local recs = b2:parameters()
+  lu.assertEquals(#recs, 9)
+  lu.assertEquals(recs[1].name, "block2.0.conv1.weight")
+  lu.assertIs(recs[1], m:parameter("block2.0.conv1.weight"), "the same record objects as the root's")
+  lu.assertIs(b2:parameter("block2.0.bn2.bias"), m:parameter("block2.0.bn2.bias"))
+  lu.assertErrorMsgContains("no parameter named 'block1.0.conv1.weight'", b2.parameter, b2, "block1.0.conv1.weight")
+  lu.assertEquals(b2:blocks(), {"block2"})
+  -- its flat slice is a view of the root's buffers, exactly its records' range
+  local fv, fg = b2:flat()
+  local n = 0
+  for _, rec in ipairs(recs) do
+    n = n + rec.numel
+    lu.assertTrue(rec.value:shares_storage(fv))
+  end
+  lu.assertEquals(fv:numel(), n)
+  lu.assertTrue(fv:shares_storage((m:flat())))
+  lu.assertTrue(fg:shares_storage(select(2, m:flat())))
+  -- zero_grad zeroes the subtree only
+  local y = m:forward(x)
+  m:backward(x, sf.randn(y:size(), sf.rng(1)))
+  b2:zero_grad()
+  lu.assertEquals(fg:abs():max(), 0)
+  lu.assertTrue(m:parameter("block3.0.conv1.weight").grad:abs():sum() > 0)
+  lu.assertTrue(m:parameter("block1.0.conv1.weight").grad:abs():sum() > 0)
+  -- set_trainable on the subtree
+  m:child("head"):set_trainable(false)
+  for _, rec in ipairs(m:parameters()) do lu.assertEquals(rec.trainable, rec.block ~= "head", rec.name) end
+  -- state names relative to the module; a parameterless module has an empty flat buffer
+  local st = m:child("head"):state()
+  lu.assertNotNil(st["fc.weight"])
+  lu.assertNil(st["head.fc.weight"])
+  lu.assertTrue(st["fc.weight"] == m:parameter("head.fc.weight").value)
+  lu.assertEquals(m:child("head"):child("pool"):flat():numel(), 0)
+  -- and a deep clone of it is a model of its own
+  local h = m:child("head"):clone()
+  lu.assertEquals(names_of(h), {"fc.weight", "fc.bias"})
+  lu.assertFalse(h:parameters()[1].trainable, "trainable flags copied")
+  lu.assertTrue(h:flat():equal((m:child("head"):flat())))
+  lu.assertFalse(h:flat():shares_storage((m:flat())))
+end
+
 -- ---- batch versus single ----
 
 TestBatchVsSingle = {}

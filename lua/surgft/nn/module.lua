@@ -123,6 +123,10 @@ end
 -- says otherwise with a block_of(name) method
 local function default_block(name) return name:match("^([^.]+)") or name end
 
+-- module -> the root that built it (weak, and outside the modules so clone() never
+-- follows it up to the whole model)
+local ROOT = setmetatable({}, {__mode = "k"})
+
 function Module:build()
   if self._built then return self end
   local records, total = {}, 0
@@ -151,24 +155,41 @@ function Module:build()
   self._by_name = {}
   for _, rec in ipairs(records) do self._by_name[rec.name] = rec end
   self._flat_value, self._flat_grad = flat_value, flat_grad
-  self:visit(function(m) m._built = true end)
+  self:visit(function(m) m._built = true; ROOT[m] = self end)
   return self
 end
 
--- parameters() -> the records, in order (builds on first call)
+-- parameters() -> the records, in order (builds on first call). A module inside a built
+-- model answers with its subtree's records: the same objects, full names.
 function Module:parameters()
   self:build()
-  return self._records
+  if self._records then return self._records end
+  local out = {}
+  self:visit(function(m) for _, rec in ipairs(m._params) do out[#out + 1] = rec end end)
+  return out
 end
 
 function Module:parameter(name)
   self:build()
-  local rec = self._by_name[name]
+  local rec = self._by_name and self._by_name[name]
+  if not self._by_name then
+    for _, r in ipairs(self:parameters()) do if r.name == name then rec = r end end
+  end
   if not rec then error(string.format("parameter: no parameter named '%s'", tostring(name)), 2) end
   return rec
 end
 
-function Module:flat() self:build(); return self._flat_value, self._flat_grad end
+-- flat() -> values, gradients: the root's flat buffers, or for a module inside a built
+-- model the slice its subtree occupies (depth-first layout makes it contiguous)
+function Module:flat()
+  self:build()
+  if self._flat_value then return self._flat_value, self._flat_grad end
+  local recs, root = self:parameters(), ROOT[self]
+  if #recs == 0 then return sf.zeros(0), sf.zeros(0) end
+  local first, last = recs[1], recs[#recs]
+  local n = last.offset + last.numel - first.offset
+  return root._flat_value:narrow(1, first.offset + 1, n), root._flat_grad:narrow(1, first.offset + 1, n)
+end
 
 -- blocks() -> block names in order of first appearance (a model may override)
 function Module:blocks()
@@ -185,12 +206,13 @@ function Module:zero_grad()
   return self
 end
 
--- named persistent state: parameters and buffers, name -> tensor (for checkpoints)
+-- named persistent state: parameters and buffers, name -> tensor (for checkpoints);
+-- names are relative to this module (the full names on the root)
 function Module:state()
   self:build()
   local out = {}
-  for _, rec in ipairs(self._records) do out[rec.name] = rec.value end
   self:visit(function(m, path)
+    for _, rec in ipairs(m._params) do out[path == "" and rec.attr or (path .. "." .. rec.attr)] = rec.value end
     for _, b in ipairs(m._buffers) do out[path == "" and b.attr or (path .. "." .. b.attr)] = m[b.attr] end
   end)
   return out
@@ -286,7 +308,7 @@ function Module:clone()
   end)
   if self._built then
     copy:build()
-    for i, rec in ipairs(self._records) do
+    for i, rec in ipairs(self:parameters()) do
       copy._records[i].trainable = rec.trainable
       copy._records[i].lr_scale = rec.lr_scale
     end
