@@ -156,6 +156,14 @@ function TestModelNames:test_block_order_is_parameter_order()
   end
 end
 
+function TestModelNames:test_set_trainable_unknown_block()
+  local m = models.cnn{in_channels = 1, widths = {4, 8}, classes = 2, rng = sf.rng(0)}
+  lu.assertErrorMsgContains("set_trainable: no block named 'blokc1' (blocks: block1, block2, head)",
+    m.set_trainable, m, false, "blokc1")
+  m:set_trainable(false, "block1")
+  lu.assertFalse(m:parameter("block1.conv.weight").trainable)
+end
+
 function TestModelNames:test_model_option_errors()
   lu.assertErrorMsgContains("depth must be 6n+2", models.resnet, {depth = 10})
   lu.assertErrorMsgContains("unknown option 'widht'", models.resnet, {widht = {1}})

@@ -222,8 +222,15 @@ end
 
 -- set_trainable(flag[, filter]): filter is nil (all), a block name, or a function(rec)
 function Module:set_trainable(flag, filter)
+  local matched = 0
   for _, rec in ipairs(self:parameters()) do
-    if filter == nil or filter == rec.block or (type(filter) == "function" and filter(rec)) then rec.trainable = flag end
+    if filter == nil or filter == rec.block or (type(filter) == "function" and filter(rec)) then
+      rec.trainable = flag
+      matched = matched + 1
+    end
+  end
+  if type(filter) == "string" and matched == 0 then
+    error(string.format("set_trainable: no block named '%s' (blocks: %s)", filter, table.concat(self:blocks(), ", ")), 2)
   end
   return self
 end
