@@ -125,4 +125,46 @@ function TestPlot:test_errors()
   lu.assertFalse(exists(p .. ".dat"))
 end
 
+TestBars = {}
+
+function TestBars:tearDown() cleanup() end
+
+local function groups()
+  return {{name = "fog \"5\"", bars = {{label = "All", value = 0, err = 1.5}, {label = "Block 1", value = 3.2, err = 0.4}}},
+          {name = "flip", bars = {{label = "Last layer", value = -2}, {label = "All", value = 0, err = 0.5}}}}
+end
+
+function TestBars:test_data_script_and_render()
+  local base = fresh_dir() .. "/rel"
+  local r = plot.bars{path = base, title = "relative", ylabel = "points", groups = groups(), gnuplot = "/nonexistent/gnuplot",
+                      quiet = true}
+  lu.assertFalse(r.rendered)
+  local dat = read(r.dat)
+  -- labels in order of first appearance; missing bars are gaps (NaN), missing err 0
+  lu.assertStrContains(dat, "#   All\n#   Block 1\n#   Last layer\n")
+  lu.assertStrContains(dat, "\"fog '5'\" 0 1.5 3.2 0.4 NaN 0\n")
+  lu.assertStrContains(dat, "\"flip\" 0 0.5 NaN 0 -2 0\n")
+  local gp = read(r.gp)
+  lu.assertStrContains(gp, "set style histogram errorbars")
+  lu.assertStrContains(gp, "datafile using 2:3:xtic(1) title 'All'")
+  lu.assertStrContains(gp, "'' using 6:7 title 'Last layer'")
+  if plot.have_gnuplot() then
+    local r2 = plot.bars{path = base, title = "relative", ylabel = "points", groups = groups()}
+    lu.assertTrue(r2.rendered, r2.message)
+    lu.assertEquals(read(base .. ".png"):sub(1, 4), "\137PNG")
+    lu.assertEquals(read(base .. ".pdf"):sub(1, 5), "%PDF-")
+  end
+end
+
+function TestBars:test_errors()
+  local p = "/tmp/never-written-bars"
+  lu.assertErrorMsgContains("plot.bars: 'path' must be a non-empty string", plot.bars, {groups = groups()})
+  lu.assertErrorMsgContains("plot.bars: 'groups' must be a non-empty list", plot.bars, {path = p, groups = {}})
+  lu.assertErrorMsgContains("plot.bars: group #1 (a): 'bars' must be a non-empty list", plot.bars,
+    {path = p, groups = {{name = "a", bars = {}}}})
+  lu.assertErrorMsgContains("plot.bars: group #1 (a), bar #2 (y): value and err must be numbers", plot.bars,
+    {path = p, groups = {{name = "a", bars = {{label = "x", value = 1}, {label = "y", value = "1"}}}}})
+  lu.assertFalse(exists(p .. ".dat"))
+end
+
 os.exit(lu.LuaUnit.run())

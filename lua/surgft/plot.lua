@@ -1,4 +1,6 @@
 -- Figures through gnuplot: data (.dat), a re-renderable script (.gp), and PNG + PDF.
+-- Two kinds: plot.lines (curves, optional error bars, log axes) and plot.bars (grouped
+-- bar charts with error bars, e.g. one cluster per task and one bar per layer subset).
 --
 --   local plot = require "surgft.plot"
 --   plot.lines{path = "runs/theory/phase_loss", title = "...", xlabel = "n", ylabel = "loss",
@@ -160,30 +162,25 @@ local function script_text(o)
   return table.concat(L, "\n") .. "\n"
 end
 
--- plot.lines(o) -> {dat, gp, png, pdf, rendered = bool, message = string|nil}
-function plot.lines(o)
-  if type(o) ~= "table" then error("plot.lines: expected an options table", 2) end
-  if type(o.path) ~= "string" or o.path == "" then error("plot.lines: 'path' must be a non-empty string", 2) end
-  check_series(o)
+-- write <path>.dat and <path>.gp, then render both figures (shared by lines and bars)
+local function emit(fn, o, dat, script)
   local dir, name = dirname(o.path), basename(o.path)
   ensure_dir(dir)
   local out = {dat = o.path .. ".dat", gp = o.path .. ".gp", png = o.path .. ".png", pdf = o.path .. ".pdf"}
-  local dat, nbad = data_text(o)
-  out.undrawable = nbad
   write_atomic(out.dat, dat)
-  write_atomic(out.gp, script_text(o))
+  write_atomic(out.gp, script)
   local cmd = o.gnuplot or "gnuplot"
   if not plot.have_gnuplot(cmd) then
     out.rendered = false
-    out.message = string.format("plot.lines: gnuplot ('%s') not found: wrote %s and %s; install gnuplot-nox and run " ..
-      "`cd %s && gnuplot %s.gp` to draw the figures", cmd, out.dat, out.gp, dir, name)
+    out.message = string.format("plot.%s: gnuplot ('%s') not found: wrote %s and %s; install gnuplot-nox and run " ..
+      "`cd %s && gnuplot %s.gp` to draw the figures", fn, cmd, out.dat, out.gp, dir, name)
     if not o.quiet then io.stderr:write(out.message, "\n") end
     return out
   end
   -- render to temporary names in the figure's directory, then rename both
+  local qname = (name:gsub("'", "''"))
   local call = string.format("cd %s && %s -e %s %s 2>&1", shell_quote(dir), shell_quote(cmd),
-    shell_quote(string.format("png_out='%s.png.tmp'; pdf_out='%s.pdf.tmp'", name:gsub("'", "''"), name:gsub("'", "''"))),
-    shell_quote(name .. ".gp"))
+    shell_quote(string.format("png_out='%s.png.tmp'; pdf_out='%s.pdf.tmp'", qname, qname)), shell_quote(name .. ".gp"))
   local p = io.popen(call, "r")
   local log = p:read("a")
   local ok = p:close()
@@ -191,7 +188,7 @@ function plot.lines(o)
     os.remove(out.png .. ".tmp")
     os.remove(out.pdf .. ".tmp")
     out.rendered = false
-    out.message = string.format("plot.lines: gnuplot failed on %s:\n%s", out.gp, log)
+    out.message = string.format("plot.%s: gnuplot failed on %s:\n%s", fn, out.gp, log)
     if not o.quiet then io.stderr:write(out.message, "\n") end
     return out
   end
@@ -199,6 +196,108 @@ function plot.lines(o)
   assert(os.rename(out.pdf .. ".tmp", out.pdf))
   out.rendered = true
   if log ~= "" then out.message = log end -- gnuplot's warnings, if any
+  return out
+end
+
+local function check_common(fn, o)
+  if type(o) ~= "table" then error(string.format("plot.%s: expected an options table", fn), 3) end
+  if type(o.path) ~= "string" or o.path == "" then error(string.format("plot.%s: 'path' must be a non-empty string", fn), 3) end
+end
+
+-- plot.lines(o) -> {dat, gp, png, pdf, rendered = bool, message = string|nil, undrawable}
+function plot.lines(o)
+  check_common("lines", o)
+  check_series(o)
+  local dat, nbad = data_text(o)
+  local out = emit("lines", o, dat, script_text(o))
+  out.undrawable = nbad
+  return out
+end
+
+-- ---- grouped bar charts ----
+
+-- plot.bars{path, title, xlabel, ylabel, groups = {{name, bars = {{label, value, err}}}}}:
+-- one cluster per group along x, one coloured bar per label (the legend), error bars
+-- from err (0 or absent = none drawn). Labels are matched across groups by name, in
+-- order of first appearance; a label missing from a group leaves a gap.
+local function bar_labels(o)
+  if type(o.groups) ~= "table" or #o.groups == 0 then
+    error("plot.bars: 'groups' must be a non-empty list of {name =, bars = {{label =, value =, err =}}}", 3)
+  end
+  local labels, seen = {}, {}
+  for i, g in ipairs(o.groups) do
+    if type(g.bars) ~= "table" or #g.bars == 0 then
+      error(string.format("plot.bars: group #%d (%s): 'bars' must be a non-empty list", i, tostring(g.name)), 3)
+    end
+    for j, b in ipairs(g.bars) do
+      if type(b.value) ~= "number" or (b.err ~= nil and type(b.err) ~= "number") then
+        error(string.format("plot.bars: group #%d (%s), bar #%d (%s): value and err must be numbers", i, tostring(g.name), j,
+          tostring(b.label)), 3)
+      end
+      local l = tostring(b.label or ("bar " .. j))
+      if not seen[l] then seen[l] = true; labels[#labels + 1] = l end
+    end
+  end
+  return labels
+end
+
+-- a data-file string column: double-quoted, inner double quotes replaced
+local function dat_str(s) return '"' .. tostring(s):gsub('"', "'") .. '"' end
+
+function plot.bars(o)
+  check_common("bars", o)
+  local labels = bar_labels(o)
+  local bad = {n = 0}
+  local lines = {"# " .. tostring(o.title or basename(o.path)), "# group, then value and err per label:"}
+  for _, l in ipairs(labels) do lines[#lines + 1] = "#   " .. l end
+  for _, g in ipairs(o.groups) do
+    local by = {}
+    for j, b in ipairs(g.bars) do by[tostring(b.label or ("bar " .. j))] = b end
+    local row = {dat_str(g.name)}
+    for _, l in ipairs(labels) do
+      local b = by[l]
+      row[#row + 1] = b and fmt_num(b.value, false, bad) or "NaN"
+      row[#row + 1] = b and b.err and fmt_num(b.err, false, bad) or "0"
+    end
+    lines[#lines + 1] = table.concat(row, " ")
+  end
+  local name = basename(o.path)
+  local w, h = o.width or 800, o.height or 560
+  local L = {
+    "# " .. name .. ".gp: redraw with `gnuplot " .. name .. ".gp` in this directory",
+    "if (!exists('png_out')) png_out = " .. gp_str(name .. ".png"),
+    "if (!exists('pdf_out')) pdf_out = " .. gp_str(name .. ".pdf"),
+    "datafile = " .. gp_str(name .. ".dat"),
+    "set encoding utf8",
+    "set title " .. gp_str(o.title or name),
+    "set xlabel " .. gp_str(o.xlabel or ""),
+    "set ylabel " .. gp_str(o.ylabel or "value"),
+    "set key " .. (o.key or "outside right top") .. " noenhanced",
+    "set grid ytics",
+    "set datafile missing 'NaN'",
+    "set style data histograms",
+    "set style histogram errorbars gap 1 lw 1",
+    "set style fill solid 0.75 border -1",
+    "set boxwidth 0.9",
+    "set xzeroaxis lt -1",
+    "set xtics nomirror noenhanced",
+  }
+  if o.yrange then L[#L + 1] = string.format("set yrange [%s:%s]", tostring(o.yrange[1] or ""), tostring(o.yrange[2] or "")) end
+  for _, extra in ipairs(o.extra or {}) do L[#L + 1] = extra end
+  local items = {}
+  for i, l in ipairs(labels) do
+    items[#items + 1] = string.format("%s using %d:%d%s title %s noenhanced", i == 1 and "datafile" or "''", 2 * i, 2 * i + 1,
+      i == 1 and ":xtic(1)" or "", gp_str(l))
+  end
+  L[#L + 1] = string.format("set terminal pngcairo size %d,%d font ',11' noenhanced", w, h)
+  L[#L + 1] = "set output png_out"
+  L[#L + 1] = "plot " .. table.concat(items, ", \\\n     ")
+  L[#L + 1] = string.format("set terminal pdfcairo size %gin,%gin font ',10' noenhanced", w / 100, h / 100)
+  L[#L + 1] = "set output pdf_out"
+  L[#L + 1] = "replot"
+  L[#L + 1] = "unset output"
+  local out = emit("bars", o, table.concat(lines, "\n") .. "\n", table.concat(L, "\n") .. "\n")
+  out.undrawable = bad.n
   return out
 end
 
