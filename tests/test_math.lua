@@ -400,4 +400,13 @@ function TestErrors:test_released_tensor()
   lu.assertErrorMsgContains("bad argument #1 to 'relu' (tensor is empty: it was released)", function() return u:relu() end)
 end
 
+TestExtraArguments = {}
+
+function TestExtraArguments:test_alpha_is_refused()
+  local t, u = sf.ones(3), sf.ones(3)
+  lu.assertErrorMsgContains("bad argument #3 to 'add_' (add_ takes one operand; got 3 arguments", t.add_, t, u, -0.1)
+  lu.assertErrorMsgContains("bad argument #3 to 'sub' (sub takes one operand", t.sub, t, u, 2)
+  lu.assertEquals(t:totable(), {1, 1, 1})
+end
+
 os.exit(lu.LuaUnit.run())

@@ -31,6 +31,12 @@ static float check_scalar(lua_State *L, int arg, const char *fn) {
 /* ---- binary ops: t:op(u) / t:op(number); t:op_(..) writes t and returns it ---- */
 
 static int binop(lua_State *L, sf_binop op, const char *inplace_name) {
+  /* a third argument would be PyTorch's alpha (t.add_(u, alpha=-lr)): refuse it loudly
+   * rather than compute something else */
+  if (lua_gettop(L) > 2)
+    return luaL_error(L, "bad argument #3 to '%s' (%s takes one operand; got %d arguments; for a scaled "
+                      "operand write t:%s(u * alpha))", inplace_name ? inplace_name : sf_binop_name(op),
+                      inplace_name ? inplace_name : sf_binop_name(op), lua_gettop(L), inplace_name ? inplace_name : sf_binop_name(op));
   sf_tensor *a = sfl_check(L, 1);
   sf_tensor *b = sfl_test(L, 2) ? sfl_check(L, 2) : NULL;
   float s = b ? 0.0f : check_scalar(L, 2, NULL);
