@@ -235,7 +235,7 @@ end
 function TestExperiment:test_run_resume_and_files()
   local dir = tmpdir()
   local function exp()
-    return sf.experiment{name = "toy", dir = dir, lrs = {1e-2, 1e-3}, seeds = {0, 1}, epochs = 2,
+    return sf.experiment{name = "toy", dir = dir, lrs = {1e-2, 1e-3}, seeds = {0, 1}, epochs = 2, verbose = false,
                          tasks = {{name = "Toy", model = SRC, data = target}},
                          policies = {{"No fine-tuning", P.none()}, {"All", P.all()}, {"Last layer", P.last_layer()}}}
   end

@@ -69,7 +69,7 @@ function E.new(o)
               stat_batches = o.stat_batches, label_smoothing = o.label_smoothing}
   self.dir = o.dir or (train.root_dir() .. "/runs/" .. o.name)
   self.baseline = o.baseline or "All"
-  self.verbose = o.verbose
+  self.verbose = o.verbose ~= false -- false: no progress, no printed table
   self.resume = o.resume ~= false
   self.title = o.title or o.name
   return self
@@ -166,6 +166,7 @@ function Experiment:run()
   local computed_seconds, computed = 0, 0
   local data_cache = {}
   local results = {}
+  local print = self.verbose and print or function() end
   print(string.format("experiment %s: %d tasks x %d policies x %d seeds x %d learning rates = %d cells -> %s",
     self.name, #self.tasks, #self.policies, #self.seeds, #self.lrs, #cells, self.dir))
   for i, c in ipairs(cells) do
@@ -203,7 +204,7 @@ function Experiment:run()
       if not (self.resume and read_file(self:cell_path(cells[j]))) then remaining = remaining + 1 end
     end
     local eta = computed > 0 and computed_seconds / computed * remaining or (remaining == 0 and 0 or 0 / 0)
-    progress(i, #cells, eta, what .. (res.skipped and " (done before)" or ""), tty)
+    if self.verbose then progress(i, #cells, eta, what .. (res.skipped and " (done before)" or ""), tty) end
   end
   self.results = results
   local summary = self:summarize(results)
@@ -396,7 +397,7 @@ end
 function Experiment:figure(summary)
   local ok, plot = pcall(require, "surgft.plot")
   if not ok or not plot.bars then
-    print("experiment: figure skipped (surgft.plot with bar charts is not available)")
+    if self.verbose then print("experiment: figure skipped (surgft.plot with bar charts is not available)") end
     return
   end
   local groups = {}
