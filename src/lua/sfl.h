@@ -46,6 +46,7 @@ extern const sfl_area sfl_area_corrupt;/* l_corrupt.c: image corruptions */
 extern const sfl_area sfl_area_nn;     /* l_nn.c: layer kernels as sf.kernels.* (forward/backward pairs) */
 extern const sfl_area sfl_area_norm;   /* l_norm.c: norm, activation, dropout and loss kernels as sf.kernels.* */
 extern const sfl_area sfl_area_safetensors; /* l_safetensors.c: safetensors raw data as sf.safetensors.* */
+extern const sfl_area sfl_area_synth;  /* l_synth.c: generated data (camelyon-synth, fmow-synth) as sf.synth.* */
 extern const sfl_area sfl_area_optim;  /* l_optim.c: optimizer steps and gradient statistics as sf.kernels.* */
 
 /* Tensors on the Lua stack. */
