@@ -10,7 +10,8 @@
 --   fmow_years.png          one row per sensor era (2004, 2008, 2012, 2014, 2017), one column per class
 --   fmnist_corruptions.png  Fashion-MNIST: per row one corruption, clean then severities 1-5
 --                           (when sf.corrupt and the Debian Fashion-MNIST files are available)
--- The generated sets come from surgft.data.synth (cached under data/generated/).
+-- Images under 64 px are enlarged 2x (nearest neighbour). The generated sets come from
+-- surgft.data.synth (cached under data/generated/).
 local sf = require "surgft"
 local synth = require "surgft.data.synth"
 
@@ -26,9 +27,23 @@ local function mkdir_p(path)
   end
 end
 
--- rows: a list of lists of [C,h,w] images (C = 1 or 3; gray is repeated); every image of a
--- row has the row's height; a nil entry stays blank. Returns [3,H,W] on a white background.
-local function grid(rows, h, w)
+-- nearest-neighbour enlargement of a [C,h,w] image by an integer factor
+local function enlarge(img, f)
+  if f == 1 then return img end
+  local c, h, w = img:size(1), img:size(2), img:size(3)
+  return img:reshape{c, h, 1, w, 1}:expand{c, h, f, w, f}:contiguous():reshape{c, h * f, w * f}
+end
+
+-- rows: a list of lists of [C,h,w] images (C = 1 or 3; gray is repeated), each enlarged
+-- scale times; a nil entry stays blank. Returns [3,H,W] on a white background.
+local function grid(rows, h, w, scale)
+  scale = scale or 1
+  for _, r in ipairs(rows) do
+    for j = 1, #r do
+      if r[j] then r[j] = enlarge(r[j], scale) end
+    end
+  end
+  h, w = h * scale, w * scale
   local ncol = 0
   for _, r in ipairs(rows) do ncol = math.max(ncol, #r) end
   local H, W = #rows * (h + PAD) + PAD, ncol * (w + PAD) + PAD
@@ -77,7 +92,8 @@ do
     for j = 1, per do row[per + 1 + j] = tumour[j] end -- one blank column between the halves
     rows[#rows + 1] = row
   end
-  save("camelyon_hospitals.png", grid(rows, size, size))
+  save("camelyon_hospitals.png", grid(rows, size, size, size < 64 and 2 or 1))
+  print("  rows: centers 0 (train), 1 (OOD val), 2 (OOD test), 3 (train), 4 (train); left normal, right tumour")
 end
 
 -- ---- fmow-synth: each region (rows) by class (columns), and each sensor era ----
@@ -100,14 +116,16 @@ do
       if idx then rows[ri][ci] = sf.read_png(string.format("%s/images/rgb_img_%d.png", dir, idx)) end
     end
   end
-  save("fmow_regions.png", grid(rows, size, size))
+  save("fmow_regions.png", grid(rows, size, size, size < 64 and 2 or 1))
+  print("  rows: " .. table.concat(regions, ", ") .. "; columns: " .. table.concat(classes, ", "))
   -- the same scene seed across eras: only the year changes (content density and sensor)
   rows = {}
   for yi, year in ipairs{2004, 2008, 2012, 2014, 2017} do
     rows[yi] = {}
     for ci = 1, #classes do rows[yi][ci] = sf.synth.fmow_tile(size, ci, 4, year, sf.rng(1000 + ci)) end
   end
-  save("fmow_years.png", grid(rows, size, size))
+  save("fmow_years.png", grid(rows, size, size, size < 64 and 2 or 1))
+  print("  rows: 2004, 2008, 2012, 2014, 2017 (region Americas, same scene seed per column)")
 end
 
 -- ---- Fashion-MNIST: clean vs each corruption and severity ----
@@ -119,12 +137,13 @@ do
     print("skipping Fashion-MNIST corruptions: sf.corrupt is not available")
   else
     local img = ds:image(1)
-    local rows = {}
-    for _, name in ipairs(sf.corruptions("all")) do
+    local rows, names = {}, sf.corruptions("all")
+    for _, name in ipairs(names) do
       local row = {img}
       for s = 1, 5 do row[s + 1] = sf.corrupt(img, name, s, sf.rng(s)) end
       rows[#rows + 1] = row
     end
-    save("fmnist_corruptions.png", grid(rows, 28, 28))
+    save("fmnist_corruptions.png", grid(rows, 28, 28, 2))
+    print("  rows: " .. table.concat(names, ", ") .. "; columns: clean, severity 1..5")
   end
 end
