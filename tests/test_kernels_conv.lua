@@ -222,6 +222,44 @@ function TestConv2d:test_larger_batch()
   assert_near(db, rdb, 1e-5, "dbias")
 end
 
+-- With several threads the batch is split into one range of images per thread (each with
+-- its own columns and a single-threaded sgemm) and the weight-gradient partials are added
+-- in a fixed order: every thread count must agree with the naive reference and with one
+-- thread, and a thread count must give the same bits every time.
+function TestConv2d:test_threads_agree()
+  local rng = sf.rng(15)
+  local xs, ws = {13, 8, 12, 12}, {6, 8, 3, 3}
+  local x, w, b = randn(xs, rng), randn(ws, rng), randn({6}, rng)
+  local want = ref_conv(flat(x), xs, flat(w), ws, flat(b), 1, 1)
+  local g = randn({13, 6, 12, 12}, rng)
+  local rdx, rdw, rdb = ref_conv_grads(flat(g), flat(x), xs, flat(w), ws, 1, 1)
+  local n0 = sf.threads()
+  local function run()
+    local out = K.conv2d_forward(x, w, b, 1, 1)
+    local dx = K.conv2d_backward_input(g, w, x, 1, 1)
+    local dw, db = K.conv2d_backward_weight(g, x, sf.zeros(ws), sf.zeros{6}, 1, 1)
+    return {flat(out), flat(dx), flat(dw), flat(db)}
+  end
+  local one
+  for _, t in ipairs{1, 2, 3, 2} do
+    sf.set_threads(t)
+    local r = run()
+    sf.set_threads(n0)
+    assert_near(r[1], want, 1e-5, t .. " threads: forward")
+    assert_near(r[2], rdx, 1e-5, t .. " threads: dinp")
+    assert_near(r[3], rdw, 1e-4, t .. " threads: dweight")
+    assert_near(r[4], rdb, 1e-5, t .. " threads: dbias")
+    if t == 1 then one = r end
+    assert_near(r[1], one[1], 1e-6, t .. " threads vs 1: forward")
+    assert_near(r[2], one[2], 1e-6, t .. " threads vs 1: dinp")
+    assert_near(r[3], one[3], 1e-5, t .. " threads vs 1: dweight")
+    sf.set_threads(t)
+    local again = run()
+    sf.set_threads(n0)
+    for i = 1, 4 do lu.assertEquals(again[i], r[i], t .. " threads: repeatable") end
+  end
+end
+
 function TestConv2d:test_finite_differences()
   local rng = sf.rng(14)
   for ci, c in ipairs({CASES[1], CASES[2], CASES[5]}) do

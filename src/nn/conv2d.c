@@ -4,6 +4,7 @@
 #include <limits.h>
 #include <string.h>
 
+#include "../core/parallel.h"
 #include "nn.h"
 
 #define BI(x) ((blasint)(x))
@@ -54,13 +55,6 @@ static int is_pointwise(const sf_conv2d_shape *s) {
   return s->R == 1 && s->S == 1 && s->stride_h == 1 && s->stride_w == 1 && s->pad_h == 0 && s->pad_w == 0;
 }
 
-int sf_conv2d_reserve(const sf_conv2d_shape *s) {
-  if (is_pointwise(s) || s->N == 0) return 0;
-  const int64_t b = sf_conv2d_chunk_images(s), p = s->OH * s->OW;
-  if (!sf_scratch((size_t)(s->C * s->R * s->S * b * p))) return -1;
-  if (!sf_scratch2((size_t)(s->K * b * p + s->K * s->C * s->R * s->S))) return -1;
-  return 0;
-}
 
 /* Output columns ow whose input column ow*stride - pad + s lies in [0, W): [*lo, *hi). */
 static void valid_range(int64_t *lo, int64_t *hi, int64_t n_out, int64_t n_in, int64_t stride, int64_t pad,
@@ -138,9 +132,176 @@ static void col2im(float *img, const float *col, int64_t ld, const sf_conv2d_sha
   }
 }
 
+/* ---- parallel structure ----
+ * With several threads the images of a batch are split into sf_threads() contiguous
+ * ranges, one per thread, and each thread runs the whole im2col -> sgemm -> copy-out
+ * pipeline on its own images with its own scratch and a single-threaded sgemm: the
+ * columns stay in that core's cache, and the serial im2col/col2im that used to leave
+ * OpenBLAS's second thread waiting is split too. The weight gradient is accumulated per
+ * part and the partial sums are added in part order (deterministic for a thread count).
+ * With one thread (or one image) the code path is the serial one, with OpenBLAS free to
+ * use its own threads. */
+
+/* Images per part: at least ~0.5 MFLOP each, so that tiny convolutions stay serial. */
+static int conv_parts(const sf_conv2d_shape *s) {
+  const int64_t per = 2 * s->K * s->C * s->R * s->S * s->OH * s->OW;
+  int64_t grain = per > 0 ? (int64_t)500000 / per : 1;
+  return sf_parallel_parts(s->N, grain < 1 ? 1 : grain);
+}
+
+static void reserve_part(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)lo, (void)hi;
+  const sf_conv2d_shape *s = ((void **)ctx)[0];
+  int *fail = ((void **)ctx)[1];
+  const int64_t b = sf_conv2d_chunk_images(s), p = s->OH * s->OW, CRS = s->C * s->R * s->S;
+  if (!sf_scratch((size_t)(CRS * b * p)) || !sf_scratch2((size_t)(s->K * b * p + s->K * CRS))) fail[part] = 1;
+}
+
+int sf_conv2d_reserve(const sf_conv2d_shape *s) {
+  if (is_pointwise(s) || s->N == 0) return 0;
+  const int parts = conv_parts(s);
+  int fail[256] = {0};
+  void *ctx[2] = {(void *)s, fail};
+  /* every part reserves its own thread's scratch; a part's sizes are those of a chunk */
+  sf_parallel_for(parts, parts, reserve_part, ctx);
+  for (int p = 0; p < parts && p < 256; p++)
+    if (fail[p]) /* the message was set on the failing thread: restate it on this one */
+      return sf_err("conv2d: out of memory allocating the workspace of %d thread(s)", parts);
+  return 0;
+}
+
+typedef struct {
+  float *out;          /* forward: out; backward input: dinp; backward weight: unused */
+  const float *inp;    /* input images (forward, backward weight) */
+  const float *dout;   /* backward */
+  const float *weight;
+  const float *bias;
+  const sf_conv2d_shape *s;
+  float *partial[256]; /* backward weight: each part's dwt [CRS,K] */
+} conv_ctx;
+
+/* out[b] [K,P] = tmp[:, b*P:(b+1)*P] + bias, for the nb images of a chunk (tmp [K, nb*P]) */
+static void scatter_out(float *out, const float *tmp, const float *bias, int64_t nb, int64_t K, int64_t P) {
+  const int64_t ld = nb * P;
+  for (int64_t b = 0; b < nb; b++) {
+    float *o = out + b * K * P;
+    for (int64_t k = 0; k < K; k++) {
+      const float *t = tmp + k * ld + b * P;
+      float *ok = o + k * P;
+      const float bk = bias ? bias[k] : 0.0f;
+      for (int64_t p = 0; p < P; p++) ok[p] = t[p] + bk;
+    }
+  }
+}
+
+/* dout[b] [K,P] -> dperm [K, nb*P], so that one sgemm covers the chunk */
+static void gather_dout(float *dperm, const float *dout, int64_t nb, int64_t K, int64_t P) {
+  const int64_t ld = nb * P;
+  for (int64_t b = 0; b < nb; b++)
+    for (int64_t k = 0; k < K; k++)
+      memcpy(dperm + k * ld + b * P, dout + (b * K + k) * P, (size_t)P * sizeof(float));
+}
+
+/* images [n0, n1) of the forward */
+static void fwd_range(const conv_ctx *c, int64_t n0, int64_t n1) {
+  const sf_conv2d_shape *s = c->s;
+  const int64_t C = s->C, K = s->K, CRS = s->C * s->R * s->S, P = s->OH * s->OW, HW = s->H * s->W;
+  const int64_t B = sf_conv2d_chunk_images(s);
+  float *col = sf_scratch((size_t)(CRS * B * P)); /* [CRS, B*P] */
+  float *tmp = sf_scratch2((size_t)(K * B * P));  /* [K, B*P] */
+  SF_ASSERT(col && tmp); /* reserved by the caller through sf_conv2d_reserve */
+  for (int64_t i0 = n0; i0 < n1; i0 += B) {
+    const int64_t nb = n1 - i0 < B ? n1 - i0 : B, ld = nb * P;
+    for (int64_t b = 0; b < nb; b++) im2col(col + b * P, ld, c->inp + (i0 + b) * C * HW, s);
+    float *o = c->out + i0 * K * P;
+    if (nb == 1) {
+      /* one image: the product is already in the output's layout */
+      float beta = 0.0f;
+      if (c->bias) {
+        for (int64_t k = 0; k < K; k++)
+          for (int64_t p = 0; p < P; p++) o[k * P + p] = c->bias[k];
+        beta = 1.0f;
+      }
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(K), BI(P), BI(CRS), 1.0f, c->weight, BI(CRS), col,
+                  BI(ld), beta, o, BI(P));
+      continue;
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(K), BI(ld), BI(CRS), 1.0f, c->weight, BI(CRS), col,
+                BI(ld), 0.0f, tmp, BI(ld));
+    scatter_out(o, tmp, c->bias, nb, K, P);
+  }
+}
+
+/* images [n0, n1) of the input gradient */
+static void bwd_input_range(const conv_ctx *c, int64_t n0, int64_t n1) {
+  const sf_conv2d_shape *s = c->s;
+  const int64_t C = s->C, K = s->K, CRS = s->C * s->R * s->S, P = s->OH * s->OW, HW = s->H * s->W;
+  const int64_t B = sf_conv2d_chunk_images(s);
+  float *dcol = sf_scratch((size_t)(CRS * B * P)); /* [CRS, B*P] */
+  float *dperm = sf_scratch2((size_t)(K * B * P)); /* [K, B*P] */
+  SF_ASSERT(dcol && dperm);
+  for (int64_t i0 = n0; i0 < n1; i0 += B) {
+    const int64_t nb = n1 - i0 < B ? n1 - i0 : B, ld = nb * P;
+    const float *g = c->dout + i0 * K * P;
+    if (nb > 1) {
+      gather_dout(dperm, g, nb, K, P);
+      g = dperm;
+    }
+    /* dcol [CRS, nb*P] = weight^T [CRS,K] @ g [K, nb*P] */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(CRS), BI(ld), BI(K), 1.0f, c->weight, BI(CRS), g, BI(ld),
+                0.0f, dcol, BI(ld));
+    for (int64_t b = 0; b < nb; b++) {
+      /* zeroed image by image, just before it accumulates, so it is still in cache */
+      float *img = c->out + (i0 + b) * C * HW;
+      memset(img, 0, (size_t)(C * HW) * sizeof(float));
+      col2im(img, dcol + b * P, ld, s);
+    }
+  }
+}
+
+/* images [n0, n1) of the weight gradient; returns dwt [CRS,K] (in this thread's scratch,
+ * overwritten) */
+static float *bwd_weight_range(const conv_ctx *c, int64_t n0, int64_t n1) {
+  const sf_conv2d_shape *s = c->s;
+  const int64_t C = s->C, K = s->K, CRS = s->C * s->R * s->S, P = s->OH * s->OW, HW = s->H * s->W;
+  const int64_t B = sf_conv2d_chunk_images(s);
+  float *col = sf_scratch((size_t)(CRS * B * P)); /* [CRS, B*P] */
+  float *dperm = sf_scratch2((size_t)(K * B * P + CRS * K)); /* [K, B*P], then dwt [CRS,K] */
+  SF_ASSERT(col && dperm);
+  float *dwt = dperm + K * B * P;
+  for (int64_t i0 = n0; i0 < n1; i0 += B) {
+    const int64_t nb = n1 - i0 < B ? n1 - i0 : B, ld = nb * P;
+    const float *g = c->dout + i0 * K * P;
+    for (int64_t b = 0; b < nb; b++) im2col(col + b * P, ld, c->inp + (i0 + b) * C * HW, s);
+    if (nb > 1) {
+      gather_dout(dperm, g, nb, K, P);
+      g = dperm;
+    }
+    /* dwt [CRS,K] (+)= col [CRS, nb*P] @ g^T [nb*P, K]: this orientation packs the long
+     * operands faster than dweight = g @ col^T; dwt is small and transposed in at the end */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(CRS), BI(K), BI(ld), 1.0f, col, BI(ld), g, BI(ld),
+                i0 == n0 ? 0.0f : 1.0f, dwt, BI(K));
+  }
+  return dwt;
+}
+
+static void fwd_part(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)part;
+  fwd_range(ctx, lo, hi);
+}
+static void bwd_input_part(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)part;
+  bwd_input_range(ctx, lo, hi);
+}
+static void bwd_weight_part(void *ctx, int64_t lo, int64_t hi, int part) {
+  conv_ctx *c = ctx;
+  /* the part's dwt lives in its thread's scratch, untouched until that thread's next job */
+  c->partial[part] = bwd_weight_range(c, lo, hi);
+}
+
 void sf_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias, const sf_conv2d_shape *s) {
   sf_nn_count(SF_K_CONV_FWD);
-  const int64_t N = s->N, C = s->C, K = s->K, CRS = s->C * s->R * s->S, P = s->OH * s->OW, HW = s->H * s->W;
+  const int64_t N = s->N, C = s->C, K = s->K, P = s->OH * s->OW, HW = s->H * s->W;
   if (N == 0) return;
   sf_threads_ensure();
   if (is_pointwise(s)) {
@@ -158,45 +319,21 @@ void sf_conv2d_forward(float *out, const float *inp, const float *weight, const 
     }
     return;
   }
-  const int64_t B = sf_conv2d_chunk_images(s);
-  float *col = sf_scratch((size_t)(CRS * B * P)); /* [CRS, B*P] */
-  float *tmp = sf_scratch2((size_t)(K * B * P));  /* [K, B*P] */
-  SF_ASSERT(col && tmp); /* reserved by the caller through sf_conv2d_reserve */
-  for (int64_t n0 = 0; n0 < N; n0 += B) {
-    const int64_t nb = N - n0 < B ? N - n0 : B, ld = nb * P;
-    for (int64_t b = 0; b < nb; b++) im2col(col + b * P, ld, inp + (n0 + b) * C * HW, s);
-    if (nb == 1) {
-      /* one image: the product is already in the output's layout */
-      float *o = out + n0 * K * P;
-      float beta = 0.0f;
-      if (bias) {
-        for (int64_t k = 0; k < K; k++)
-          for (int64_t p = 0; p < P; p++) o[k * P + p] = bias[k];
-        beta = 1.0f;
-      }
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(K), BI(P), BI(CRS), 1.0f, weight, BI(CRS), col,
-                  BI(ld), beta, o, BI(P));
-      continue;
-    }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(K), BI(ld), BI(CRS), 1.0f, weight, BI(CRS), col, BI(ld),
-                0.0f, tmp, BI(ld));
-    /* [K, nb*P] -> out[n0+b] [K,P], adding the bias on the way */
-    for (int64_t b = 0; b < nb; b++) {
-      float *o = out + (n0 + b) * K * P;
-      for (int64_t k = 0; k < K; k++) {
-        const float *t = tmp + k * ld + b * P;
-        float *ok = o + k * P;
-        const float bk = bias ? bias[k] : 0.0f;
-        for (int64_t p = 0; p < P; p++) ok[p] = t[p] + bk;
-      }
-    }
+  conv_ctx c = {.out = out, .inp = inp, .weight = weight, .bias = bias, .s = s};
+  const int parts = conv_parts(s);
+  if (parts == 1) {
+    fwd_range(&c, 0, N);
+    return;
   }
+  sf_blas_serial_begin();
+  sf_parallel_for(parts, N, fwd_part, &c);
+  sf_blas_serial_end();
 }
 
 void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weight, const sf_conv2d_shape *s) {
   if (!dinp) return;
   sf_nn_count(SF_K_CONV_BWD_INPUT);
-  const int64_t N = s->N, C = s->C, K = s->K, CRS = s->C * s->R * s->S, P = s->OH * s->OW, HW = s->H * s->W;
+  const int64_t N = s->N, C = s->C, K = s->K, P = s->OH * s->OW, HW = s->H * s->W;
   if (N == 0) return;
   sf_threads_ensure();
   if (is_pointwise(s)) {
@@ -206,36 +343,22 @@ void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weigh
                   BI(P), 0.0f, dinp + n * C * HW, BI(P));
     return;
   }
-  const int64_t B = sf_conv2d_chunk_images(s);
-  float *dcol = sf_scratch((size_t)(CRS * B * P)); /* [CRS, B*P] */
-  float *dperm = sf_scratch2((size_t)(K * B * P)); /* [K, B*P] */
-  SF_ASSERT(dcol && dperm);
-  for (int64_t n0 = 0; n0 < N; n0 += B) {
-    const int64_t nb = N - n0 < B ? N - n0 : B, ld = nb * P;
-    const float *g = dout + n0 * K * P;
-    if (nb > 1) {
-      /* dout[n0+b] [K,P] -> [K, nb*P] so that one sgemm covers the chunk */
-      for (int64_t b = 0; b < nb; b++)
-        for (int64_t k = 0; k < K; k++)
-          memcpy(dperm + k * ld + b * P, dout + ((n0 + b) * K + k) * P, (size_t)P * sizeof(float));
-      g = dperm;
-    }
-    /* dcol [CRS, nb*P] = weight^T [CRS,K] @ g [K, nb*P] */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, BI(CRS), BI(ld), BI(K), 1.0f, weight, BI(CRS), g, BI(ld),
-                0.0f, dcol, BI(ld));
-    for (int64_t b = 0; b < nb; b++) {
-      /* zeroed image by image, just before it accumulates, so it is still in cache */
-      float *img = dinp + (n0 + b) * C * HW;
-      memset(img, 0, (size_t)(C * HW) * sizeof(float));
-      col2im(img, dcol + b * P, ld, s);
-    }
+  conv_ctx c = {.out = dinp, .dout = dout, .weight = weight, .s = s};
+  const int parts = conv_parts(s);
+  if (parts == 1) {
+    bwd_input_range(&c, 0, N);
+    return;
   }
+  sf_blas_serial_begin();
+  sf_parallel_for(parts, N, bwd_input_part, &c);
+  sf_blas_serial_end();
 }
 
 /* dbias[k] += scale * sum over images and positions of dout[n,k,:]; per-plane float sums
- * in 8 lanes (vectorised), folded into double across planes. */
-static void bias_grad(float *dbias, const float *dout, int64_t N, int64_t K, int64_t P, float scale) {
-  for (int64_t k = 0; k < K; k++) {
+ * in 8 lanes (vectorised), folded into double across planes. Channels [k0, k1). */
+static void bias_grad(float *dbias, const float *dout, int64_t N, int64_t K, int64_t P, float scale, int64_t k0,
+                      int64_t k1) {
+  for (int64_t k = k0; k < k1; k++) {
     double tot = 0.0;
     for (int64_t n = 0; n < N; n++) {
       const float *x = dout + (n * K + k) * P;
@@ -252,13 +375,31 @@ static void bias_grad(float *dbias, const float *dout, int64_t N, int64_t K, int
   }
 }
 
+typedef struct {
+  float *dbias;
+  const float *dout;
+  int64_t N, K, P;
+  float scale;
+} bias_ctx;
+
+static void bias_part(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)part;
+  const bias_ctx *b = ctx;
+  bias_grad(b->dbias, b->dout, b->N, b->K, b->P, b->scale, lo, hi);
+}
+
 void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, const float *inp,
                                const sf_conv2d_shape *s, float scale) {
   if (!dweight && !dbias) return;
   sf_nn_count(SF_K_CONV_BWD_WEIGHT);
   const int64_t N = s->N, C = s->C, K = s->K, CRS = s->C * s->R * s->S, P = s->OH * s->OW, HW = s->H * s->W;
   if (N == 0) return;
-  if (dbias) bias_grad(dbias, dout, N, K, P, scale);
+  if (dbias) {
+    /* channels are independent sums: split over them (the result is the serial one) */
+    bias_ctx b = {dbias, dout, N, K, P, scale};
+    const int64_t per = N * P;
+    sf_parallel_for(sf_parallel_parts(K, per >= 65536 ? 1 : 65536 / (per > 0 ? per : 1)), K, bias_part, &b);
+  }
   if (!dweight) return;
   sf_threads_ensure();
   if (is_pointwise(s)) {
@@ -268,26 +409,22 @@ void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, 
                   inp + n * C * HW, BI(P), 1.0f, dweight, BI(C));
     return;
   }
-  const int64_t B = sf_conv2d_chunk_images(s);
-  float *col = sf_scratch((size_t)(CRS * B * P));  /* [CRS, B*P] */
-  float *dperm = sf_scratch2((size_t)(K * B * P + CRS * K)); /* [K, B*P], then dwt [CRS,K] */
-  SF_ASSERT(col && dperm);
-  float *dwt = dperm + K * B * P;
-  for (int64_t n0 = 0; n0 < N; n0 += B) {
-    const int64_t nb = N - n0 < B ? N - n0 : B, ld = nb * P;
-    const float *g = dout + n0 * K * P;
-    for (int64_t b = 0; b < nb; b++) im2col(col + b * P, ld, inp + (n0 + b) * C * HW, s);
-    if (nb > 1) {
-      for (int64_t b = 0; b < nb; b++)
-        for (int64_t k = 0; k < K; k++)
-          memcpy(dperm + k * ld + b * P, dout + ((n0 + b) * K + k) * P, (size_t)P * sizeof(float));
-      g = dperm;
-    }
-    /* dwt [CRS,K] (+)= col [CRS, nb*P] @ g^T [nb*P, K]: this orientation packs the long
-     * operands faster than dweight = g @ col^T; dwt is small and transposed in at the end */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(CRS), BI(K), BI(ld), 1.0f, col, BI(ld), g, BI(ld),
-                n0 == 0 ? 0.0f : 1.0f, dwt, BI(K));
+  conv_ctx c = {.inp = inp, .dout = dout, .s = s};
+  const int parts = conv_parts(s);
+  if (parts == 1) {
+    const float *dwt = bwd_weight_range(&c, 0, N);
+    for (int64_t k = 0; k < K; k++)
+      for (int64_t j = 0; j < CRS; j++) dweight[k * CRS + j] += scale * dwt[j * K + k];
+    return;
   }
+  sf_blas_serial_begin();
+  sf_parallel_for(parts, N, bwd_weight_part, &c);
+  sf_blas_serial_end();
+  /* partial sums added in part order, then scaled: fixed for a given thread count */
   for (int64_t k = 0; k < K; k++)
-    for (int64_t j = 0; j < CRS; j++) dweight[k * CRS + j] += scale * dwt[j * K + k];
+    for (int64_t j = 0; j < CRS; j++) {
+      float t = 0.0f;
+      for (int p = 0; p < parts; p++) t += c.partial[p][j * K + k];
+      dweight[k * CRS + j] += scale * t;
+    }
 }
