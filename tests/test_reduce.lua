@@ -517,6 +517,49 @@ function TestVar:test_ddof_and_degenerate()
   lu.assertEquals(sf.tensor{{1, 2, 3}}:var(2, true):size(), {1, 1})
 end
 
+-- Contiguous rows take a vectorised path (split over threads when large); it must agree
+-- with the strided path (a transposed view), with a double-precision Lua reference, and
+-- give the same bits for any thread count (rows are independent). NaN and -inf rows too.
+function TestSoftmax:test_fast_rows_agree()
+  local rng = sf.rng(77)
+  local rows = (sf.randn({600, 65}, rng) * 4):totable()
+  rows[3][5] = 0 / 0
+  for j = 1, 65 do rows[7][j] = -math.huge end
+  rows[9][1] = -math.huge
+  local x = sf.tensor(rows)
+  local xt = x:t():contiguous():t() -- the same values through a strided view
+  local n0 = sf.threads()
+  for _, take_log in ipairs{false, true} do
+    local f = take_log and "log_softmax" or "softmax"
+    sf.set_threads(1)
+    local one = x[f](x, 2)
+    sf.set_threads(2)
+    local two = x[f](x, 2)
+    sf.set_threads(n0)
+    local o, t2, st = one:totable(), two:totable(), xt[f](xt, 2):totable()
+    for r = 1, 600 do
+      for j = 1, 65 do
+        local a, b = o[r][j], t2[r][j]
+        lu.assertTrue(a == b or (isnan(a) and isnan(b)), string.format("%s: 1 and 2 threads differ at %d,%d", f, r, j))
+      end
+    end
+    for _, r in ipairs{1, 2, 100, 600} do
+      local row, z, mx = rows[r], 0, -math.huge
+      for j = 1, 65 do mx = math.max(mx, row[j]) end
+      for j = 1, 65 do z = z + math.exp(row[j] - mx) end
+      for j = 1, 65 do
+        local want = take_log and (row[j] - mx - math.log(z)) or math.exp(row[j] - mx) / z
+        near(o[r][j], want, take_log and 2e-6 or 1e-7)
+        near(st[r][j], o[r][j], take_log and 2e-6 or 1e-7)
+      end
+    end
+    for j = 1, 65 do lu.assertTrue(isnan(o[3][j]) and isnan(st[3][j]), f .. ": NaN row") end
+    for j = 1, 65 do lu.assertTrue(isnan(o[7][j]) and isnan(st[7][j]), f .. ": all -inf row") end
+    lu.assertEquals(o[9][1], take_log and -math.huge or 0)
+    lu.assertEquals(st[9][1], take_log and -math.huge or 0)
+  end
+end
+
 TestReduceErrors = {}
 
 function TestReduceErrors:test_empty_reductions()

@@ -4,6 +4,7 @@
 
 #include "iter.h"
 #include "tensor.h"
+#include "vmath.h"
 
 /*
  * Every op has one tight flat loop for the case where all operands are contiguous (the
@@ -146,48 +147,7 @@ static int all_contiguous(const sf_tensor *a, const sf_tensor *b, const sf_tenso
     case SF_GE: GEN((float)(x >= y)); break;           \
   }
 
-/*
- * exp that the compiler can vectorise (libm's expf is an opaque call, one element at a
- * time, and dominated the elementwise chains): exp(x) = 2^k exp(r) with k = round(x/ln2)
- * and |r| <= ln2/2, exp(r) by its Taylor series to r^7 (truncation < 6e-9 relative), and
- * 2^k applied as two exponent-field scalings so that subnormal results and k = 128 stay
- * representable. Measured within 0.94 ulp of double exp for every float in [-104, 89]
- * (tests/c/test_math.c checks a sample); exp(NaN) = NaN, overflow gives inf, underflow 0.
- * No branches: clamps are selects.
- */
-#if defined(__FMA__)
-#define MADD_(a, b, c) fmaf(a, b, c) /* one instruction here; ISO C mode does not contract */
-#else
-#define MADD_(a, b, c) ((a) * (b) + (c))
-#endif
-static inline float bits2f_(uint32_t i) {
-  float f;
-  memcpy(&f, &i, sizeof f);
-  return f;
-}
-static inline float sf_expf_(float x) {
-  const float shift = 12582912.0f;                     /* 1.5 * 2^23: adding it rounds to an integer */
-  float xc = x < -104.0f ? -104.0f : (x > 89.0f ? 89.0f : x); /* beyond these, 0 and inf; NaN passes */
-  float kf = MADD_(xc, 1.44269504f, shift);
-  int32_t kbits;
-  memcpy(&kbits, &kf, sizeof kbits);
-  int32_t k = kbits - 0x4B400000;                      /* the integer in kf's low mantissa bits */
-  kf -= shift;
-  float r = MADD_(kf, -0.693145751953125f, xc);        /* ln2's high part: kf * it is exact */
-  r = MADD_(kf, -1.42860682030941723e-6f, r);          /* ln2's low part */
-  float p = 1.0f / 5040.0f;
-  p = MADD_(p, r, 1.0f / 720.0f);
-  p = MADD_(p, r, 1.0f / 120.0f);
-  p = MADD_(p, r, 1.0f / 24.0f);
-  p = MADD_(p, r, 1.0f / 6.0f);
-  p = MADD_(p, r, 0.5f);
-  p = MADD_(p, r, 1.0f);
-  p = MADD_(p, r, 1.0f);
-  int32_t k1 = k / 2, k2 = k - k1;                    /* each in [-75, 64]: normal exponents */
-  /* unsigned shifts: for NaN input k is garbage (the result is NaN anyway), and a signed
-   * shift of a negative value would be undefined */
-  return p * bits2f_((uint32_t)(k1 + 127) << 23) * bits2f_((uint32_t)(k2 + 127) << 23);
-}
+/* sf_expf_ (vectorisable exp) lives in vmath.h, shared with the nn kernels. */
 
 /* Sigmoid without overflow for large |x|: with e = exp(-|x|) in (0, 1],
  * sigmoid(x) = 1 / (1 + e) for x >= 0 and e / (1 + e) for x < 0. */
