@@ -414,6 +414,25 @@ doc[#doc + 1] = string.format("%s, %d cores; surgft %s (%s); %s; %s; batch 128; 
   "medians over up to %d timed runs per row; wall time %.0f s.\n", M.cpu, M.cores or 0, M.surgft, M.blas,
   have_torch and string.format("PyTorch %s with OMP_WAIT_POLICY=PASSIVE, best of NCHW/channels_last per row",
     torch_version or "?") or torch_note, M.date, P.repeats, P.repeats * P.samples, wall)
+-- how much CPU the workers got: at 1 thread a quiet machine gives ~1.0 CPU s per wall s;
+-- less means other load shared the cores during the run
+do
+  local parts = {}
+  for _, t in ipairs(P.threads) do
+    for _, side in ipairs{"surgft", "torch"} do
+      local u = {}
+      for _, r in ipairs(rows) do
+        local v = r[side .. "_cpu_util"]
+        if r.threads == t and v then u[#u + 1] = v end
+      end
+      if #u > 0 then parts[#parts + 1] = string.format("%s %.2f at %d thread%s", side, median(u), t, t > 1 and "s" or "") end
+    end
+  end
+  if #parts > 0 then
+    doc[#doc + 1] = "CPU seconds per wall second over the timed runs (median; ~the thread count on a quiet machine, " ..
+      "lower when other load shares the cores): " .. table.concat(parts, ", ") .. ".\n"
+  end
+end
 doc[#doc + 1] = "## Throughput (ratio = surgft / PyTorch img/s)\n"
 doc[#doc + 1] = main_table(function(r) return r.mode == "train" or r.mode == "fwd" end) .. "\n"
 local any_surgical = false
