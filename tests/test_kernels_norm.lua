@@ -326,6 +326,45 @@ end
 
 -- ---- LayerNorm ----
 
+-- BatchNorm splits its channels and ReLU its elements over the thread pool; every channel
+-- and element is computed the serial way, so the bits must not depend on the thread count.
+function TestBatchNorm:test_threads_same_bits()
+  local rng = sf.rng(31)
+  local x = sf.randn({8, 6, 64, 64}, rng) * 3 + 1
+  local g = sf.randn({8, 6, 64, 64}, rng)
+  local gamma, beta = sf.randn({6}, rng), sf.randn({6}, rng)
+  local n0 = sf.threads()
+  local function run()
+    local rm, rv = sf.zeros{6}, sf.ones{6}
+    local out, mean, invstd = K.batchnorm_forward_train(x, gamma, beta, rm, rv, 0.1, 1e-5)
+    local eout, einv = K.batchnorm_forward_eval(x, gamma, beta, rm, rv, 1e-5)
+    local dg, db = sf.zeros{6}, sf.zeros{6}
+    local dx = K.batchnorm_backward(g, x, gamma, mean, invstd, true, dg, db, true, 0.5)
+    local dxe = K.batchnorm_backward(g, x, gamma, rm, einv, true, nil, nil, false)
+    local r = K.relu_forward(x)
+    local dr = K.relu_backward(g, r)
+    local res = {}
+    for i, t in ipairs{out, mean, invstd, rm, rv, eout, einv, dg, db, dx, dxe, r, dr} do res[i] = flat(t) end
+    return res
+  end
+  sf.set_threads(1)
+  local one = run()
+  local names = {"out", "mean", "invstd", "running_mean", "running_var", "eval out", "eval invstd", "dgamma",
+                 "dbeta", "dinp", "dinp (fixed stats)", "relu", "relu backward"}
+  for _, t in ipairs{2, 3} do
+    sf.set_threads(t)
+    local r = run()
+    sf.set_threads(n0)
+    for i = 1, #one do lu.assertEquals(r[i], one[i], t .. " threads: " .. names[i]) end
+  end
+  sf.set_threads(n0)
+  -- and the values are right: a channel's output has mean beta, std |gamma|
+  local out = K.batchnorm_forward_train(x, gamma, beta, nil, nil)
+  local ch = out:select(2, 4)
+  assert_close({ch:mean()}, {beta:totable()[4]}, 1e-4, "channel mean")
+  assert_close({ch:std(nil, false, 0)}, {math.abs(gamma:totable()[4])}, 1e-3, "channel std")
+end
+
 TestLayerNorm = {}
 
 function TestLayerNorm:test_forward_hand()

@@ -15,9 +15,12 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-/* Workers spin this many rounds for the next job before sleeping: kernels come in quick
- * succession during a training step, and a futex wake-up costs more than most of them. */
-#define SPIN_ROUNDS 20000
+/* Workers spin this many rounds (~100 us) for the next job before sleeping, and the
+ * caller as long for the workers before yielding its core: kernels come in quick
+ * succession during a training step, so a short spin saves most futex wake-ups, while
+ * a long one would burn the core that OpenBLAS's threads (or, on a loaded machine, the
+ * worker being waited for) need. */
+#define SPIN_ROUNDS 2000
 #define MAX_WORKERS 255
 
 static pthread_mutex_t call_lock = PTHREAD_MUTEX_INITIALIZER; /* one parallel loop at a time */

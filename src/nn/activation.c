@@ -1,6 +1,7 @@
 /* Elementwise activations (ReLU, GELU, Tanh, Sigmoid) and dropout, forward/backward. */
 #include <math.h>
 
+#include "../core/parallel.h"
 #include "../core/rng.h"
 #include "../core/vmath.h"
 #include "nn.h"
@@ -11,17 +12,42 @@
 #define INV_SQRT_2 0.7071067811865476
 #define GELU_TANH_C 0.044715
 
-void sf_relu_forward(float *out, const float *inp, int64_t n) {
-  sf_nn_count(SF_K_ACT_FWD);
+/* ReLU is memory-bound: with several threads the elements are split over the pool
+ * (elementwise, so the bits do not depend on the split); 64K-element parts at least. */
+typedef struct {
+  float *o;
+  const float *a, *b;
+} relu_ctx;
+
+static void relu_fwd_part(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)part;
+  const relu_ctx *c = ctx;
+  float *o = c->o; /* locals: a store through c->o could otherwise alias c's fields */
+  const float *a = c->a;
   /* x < 0 rather than x > 0 so that a NaN propagates, as in PyTorch */
-  for (int64_t i = 0; i < n; i++) out[i] = inp[i] < 0.0f ? 0.0f : inp[i];
+  for (int64_t i = lo; i < hi; i++) o[i] = a[i] < 0.0f ? 0.0f : a[i];
 }
 
 /* relu(x) > 0 exactly when x > 0, so the input and the output serve equally; the
  * gradient at 0 is 0 (PyTorch's choice) */
+static void relu_bwd_part(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)part;
+  const relu_ctx *c = ctx;
+  float *o = c->o;
+  const float *dy = c->a, *s = c->b;
+  for (int64_t i = lo; i < hi; i++) o[i] = s[i] > 0.0f ? dy[i] : 0.0f;
+}
+
+void sf_relu_forward(float *out, const float *inp, int64_t n) {
+  sf_nn_count(SF_K_ACT_FWD);
+  relu_ctx c = {out, inp, NULL};
+  sf_parallel_for(sf_parallel_parts(n, 65536), n, relu_fwd_part, &c);
+}
+
 void sf_relu_backward(float *dinp, const float *dout, const float *inp_or_out, int64_t n) {
   sf_nn_count(SF_K_ACT_BWD);
-  for (int64_t i = 0; i < n; i++) dinp[i] = inp_or_out[i] > 0.0f ? dout[i] : 0.0f;
+  relu_ctx c = {dinp, dout, inp_or_out};
+  sf_parallel_for(sf_parallel_parts(n, 65536), n, relu_bwd_part, &c);
 }
 
 void sf_gelu_forward(float *out, const float *inp, int64_t n, int approximate) {

@@ -1,6 +1,7 @@
 /* Normalisation kernels: BatchNorm (batch or given statistics), LayerNorm, GroupNorm. */
 #include <math.h>
 
+#include "../core/parallel.h"
 #include "nn.h"
 
 /* Row sums use 8 float partial sums: the compiler can vectorise them without
@@ -60,12 +61,28 @@ static void row_affine2(float *y, const float *dy, const float *x, int64_t n, fl
 
 /* ---- BatchNorm ---- */
 
-void sf_batchnorm_forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
-                                float *running_var, const float *inp, const float *gamma, const float *beta,
-                                int64_t N, int64_t C, int64_t HW, float momentum, float eps) {
-  sf_nn_count(SF_K_NORM_FWD);
-  const int64_t M = N * HW; /* values per channel */
-  for (int64_t c = 0; c < C; c++) {
+/* BatchNorm's channels are independent: the kernels split them over the thread pool, and
+ * each channel is computed by one part in the serial order, so the bits do not depend on
+ * the thread count. A part gets at least ~32K values. */
+static int channel_parts(int64_t C, int64_t per_channel) {
+  return sf_parallel_parts(C, per_channel >= 32768 ? 1 : 32768 / (per_channel > 0 ? per_channel : 1));
+}
+
+typedef struct {
+  float *out, *save_mean, *save_invstd, *running_mean, *running_var;
+  const float *inp, *gamma, *beta, *mean, *var, *dout;
+  float *dinp, *dgamma, *dbeta;
+  int64_t N, C, HW;
+  float momentum, eps, scale;
+  int batch_stats;
+} bn_ctx;
+
+static void bn_train_part(void *ctx, int64_t c0, int64_t c1, int part) {
+  (void)part;
+  const bn_ctx *q = ctx;
+  const int64_t N = q->N, C = q->C, HW = q->HW, M = N * HW; /* values per channel */
+  const float *inp = q->inp;
+  for (int64_t c = c0; c < c1; c++) {
     double s = 0.0;
     for (int64_t n = 0; n < N; n++) s += row_sum(inp + (n * C + c) * HW, HW);
     const double mean = M > 0 ? s / (double)M : 0.0;
@@ -73,18 +90,42 @@ void sf_batchnorm_forward_train(float *out, float *save_mean, float *save_invstd
     double ss = 0.0;
     for (int64_t n = 0; n < N; n++) ss += row_sumsq_centered(inp + (n * C + c) * HW, HW, mf);
     const double var = M > 0 ? ss / (double)M : 0.0;
-    const double invstd = 1.0 / sqrt(var + (double)eps);
-    if (save_mean) save_mean[c] = mf;
-    if (save_invstd) save_invstd[c] = (float)invstd;
-    if (running_mean && running_var) {
+    const double invstd = 1.0 / sqrt(var + (double)q->eps);
+    if (q->save_mean) q->save_mean[c] = mf;
+    if (q->save_invstd) q->save_invstd[c] = (float)invstd;
+    if (q->running_mean && q->running_var) {
       /* PyTorch updates the running variance with the unbiased estimate */
       const double unbiased = M > 1 ? ss / (double)(M - 1) : var;
-      running_mean[c] = (float)((1.0 - (double)momentum) * (double)running_mean[c] + (double)momentum * mean);
-      running_var[c] = (float)((1.0 - (double)momentum) * (double)running_var[c] + (double)momentum * unbiased);
+      const double mo = (double)q->momentum;
+      q->running_mean[c] = (float)((1.0 - mo) * (double)q->running_mean[c] + mo * mean);
+      q->running_var[c] = (float)((1.0 - mo) * (double)q->running_var[c] + mo * unbiased);
     }
-    const float a = (float)((gamma ? (double)gamma[c] : 1.0) * invstd);
-    const float b = (beta ? beta[c] : 0.0f) - mf * a;
-    for (int64_t n = 0; n < N; n++) row_affine(out + (n * C + c) * HW, inp + (n * C + c) * HW, HW, a, b);
+    const float a = (float)((q->gamma ? (double)q->gamma[c] : 1.0) * invstd);
+    const float b = (q->beta ? q->beta[c] : 0.0f) - mf * a;
+    for (int64_t n = 0; n < N; n++) row_affine(q->out + (n * C + c) * HW, inp + (n * C + c) * HW, HW, a, b);
+  }
+}
+
+void sf_batchnorm_forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
+                                float *running_var, const float *inp, const float *gamma, const float *beta,
+                                int64_t N, int64_t C, int64_t HW, float momentum, float eps) {
+  sf_nn_count(SF_K_NORM_FWD);
+  bn_ctx q = {.out = out, .save_mean = save_mean, .save_invstd = save_invstd, .running_mean = running_mean,
+              .running_var = running_var, .inp = inp, .gamma = gamma, .beta = beta, .N = N, .C = C, .HW = HW,
+              .momentum = momentum, .eps = eps};
+  sf_parallel_for(channel_parts(C, N * HW), C, bn_train_part, &q);
+}
+
+static void bn_eval_part(void *ctx, int64_t c0, int64_t c1, int part) {
+  (void)part;
+  const bn_ctx *q = ctx;
+  const int64_t N = q->N, C = q->C, HW = q->HW;
+  for (int64_t c = c0; c < c1; c++) {
+    const double invstd = 1.0 / sqrt((double)q->var[c] + (double)q->eps);
+    if (q->save_invstd) q->save_invstd[c] = (float)invstd;
+    const float a = (float)((q->gamma ? (double)q->gamma[c] : 1.0) * invstd);
+    const float b = (q->beta ? q->beta[c] : 0.0f) - q->mean[c] * a;
+    for (int64_t n = 0; n < N; n++) row_affine(q->out + (n * C + c) * HW, q->inp + (n * C + c) * HW, HW, a, b);
   }
 }
 
@@ -92,27 +133,21 @@ void sf_batchnorm_forward_eval(float *out, float *save_invstd, const float *inp,
                                const float *beta, const float *mean, const float *var, int64_t N, int64_t C,
                                int64_t HW, float eps) {
   sf_nn_count(SF_K_NORM_FWD);
-  for (int64_t c = 0; c < C; c++) {
-    const double invstd = 1.0 / sqrt((double)var[c] + (double)eps);
-    if (save_invstd) save_invstd[c] = (float)invstd;
-    const float a = (float)((gamma ? (double)gamma[c] : 1.0) * invstd);
-    const float b = (beta ? beta[c] : 0.0f) - mean[c] * a;
-    for (int64_t n = 0; n < N; n++) row_affine(out + (n * C + c) * HW, inp + (n * C + c) * HW, HW, a, b);
-  }
+  bn_ctx q = {.out = out, .save_invstd = save_invstd, .inp = inp, .gamma = gamma, .beta = beta, .mean = mean,
+              .var = var, .N = N, .C = C, .HW = HW, .eps = eps};
+  sf_parallel_for(channel_parts(C, N * HW), C, bn_eval_part, &q);
 }
 
-void sf_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
-                           const float *gamma, const float *mean, const float *invstd, int64_t N, int64_t C,
-                           int64_t HW, int batch_stats, float scale) {
-  if (!dinp && !dgamma && !dbeta) return;
-  if (dinp) sf_nn_count(SF_K_NORM_BWD_INPUT);
-  if (dgamma || dbeta) sf_nn_count(SF_K_NORM_BWD_AFFINE);
-  const int64_t M = N * HW;
+static void bn_backward_part(void *ctx, int64_t c0, int64_t c1, int part) {
+  (void)part;
+  const bn_ctx *q = ctx;
+  const int64_t N = q->N, C = q->C, HW = q->HW, M = N * HW;
+  const float *dout = q->dout, *inp = q->inp;
   /* the sums are needed for the affine gradients and for the batch-statistics dinp */
-  const int need_sums = dgamma || dbeta || batch_stats;
-  for (int64_t c = 0; c < C; c++) {
-    const float m = mean[c];
-    const double is = (double)invstd[c];
+  const int need_sums = q->dgamma || q->dbeta || q->batch_stats;
+  for (int64_t c = c0; c < c1; c++) {
+    const float m = q->mean[c];
+    const double is = (double)q->var[c]; /* invstd */
     double sdy = 0.0, sdyx = 0.0; /* sum dout, sum dout * xhat */
     if (need_sums) {
       for (int64_t n = 0; n < N; n++) {
@@ -122,12 +157,12 @@ void sf_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float
       }
       sdyx *= is;
     }
-    if (dgamma) dgamma[c] += (float)((double)scale * sdyx);
-    if (dbeta) dbeta[c] += (float)((double)scale * sdy);
-    if (!dinp) continue;
-    const double k = (gamma ? (double)gamma[c] : 1.0) * is;
+    if (q->dgamma) q->dgamma[c] += (float)((double)q->scale * sdyx);
+    if (q->dbeta) q->dbeta[c] += (float)((double)q->scale * sdy);
+    if (!q->dinp) continue;
+    const double k = (q->gamma ? (double)q->gamma[c] : 1.0) * is;
     float a = 0.0f, b = 0.0f;
-    if (batch_stats && M > 0) {
+    if (q->batch_stats && M > 0) {
       /* dinp = k (dy - sdy/M - xhat sdyx/M), with xhat = (x - m) is, rewritten as k dy + a x + b */
       const double ad = -k * is * sdyx / (double)M;
       a = (float)ad;
@@ -135,9 +170,21 @@ void sf_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float
     }
     for (int64_t n = 0; n < N; n++) {
       const int64_t o = (n * C + c) * HW;
-      row_affine2(dinp + o, dout + o, inp + o, HW, (float)k, a, b);
+      row_affine2(q->dinp + o, dout + o, inp + o, HW, (float)k, a, b);
     }
   }
+}
+
+void sf_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                           const float *gamma, const float *mean, const float *invstd, int64_t N, int64_t C,
+                           int64_t HW, int batch_stats, float scale) {
+  if (!dinp && !dgamma && !dbeta) return;
+  if (dinp) sf_nn_count(SF_K_NORM_BWD_INPUT);
+  if (dgamma || dbeta) sf_nn_count(SF_K_NORM_BWD_AFFINE);
+  /* var carries invstd here */
+  bn_ctx q = {.dinp = dinp, .dgamma = dgamma, .dbeta = dbeta, .dout = dout, .inp = inp, .gamma = gamma,
+              .mean = mean, .var = invstd, .N = N, .C = C, .HW = HW, .batch_stats = batch_stats, .scale = scale};
+  sf_parallel_for(channel_parts(C, N * HW), C, bn_backward_part, &q);
 }
 
 /* ---- LayerNorm ---- */
