@@ -203,6 +203,7 @@ function T.pretrain(o)
       local loss, d = nn.cross_entropy(model:forward(x), y, {label_smoothing = cfg.label_smoothing})
       model:backward(x, d, false)
       opt:step()
+      model:clear_state()
       total, nb = total + loss, nb + 1
     end
     info.train_loss = total / math.max(nb, 1)
@@ -427,6 +428,7 @@ function T.finetune(o)
       local loss, d = loss_fn(forward(x), y)
       backward(x, d)
       opt:step()
+      model:clear_state()
       total, nb = total + loss, nb + 1
     end
     local e = record(epoch, total / math.max(nb, 1))

@@ -49,7 +49,24 @@ sf_tensor *sfl_check(lua_State *L, int arg) {
   return t;
 }
 
+/* Tensor memory lives outside Lua's heap, so Lua's collector cannot see how much garbage
+ * dead tensors hold. Before each new result, when the bytes held by live storages exceed
+ * 1.5x what survived the last full collection (and at least 128 MB), run a full
+ * collection: a training loop's temporaries are then freed about once per step instead
+ * of piling up for several steps. The threshold is process-wide, like the byte count. */
+static _Atomic int64_t gc_threshold = (int64_t)128 << 20;
+
+static void gc_pace(lua_State *L) {
+  int64_t live = sf_storage_live_bytes();
+  if (live <= gc_threshold) return;
+  lua_gc(L, LUA_GCCOLLECT);
+  live = sf_storage_live_bytes();
+  int64_t next = live + live / 2;
+  gc_threshold = next > ((int64_t)128 << 20) ? next : ((int64_t)128 << 20);
+}
+
 sf_tensor *sfl_push(lua_State *L) {
+  gc_pace(L);
   sf_tensor *t = lua_newuserdatauv(L, sizeof *t, 0);
   memset(t, 0, sizeof *t);
   luaL_setmetatable(L, SFL_TENSOR);

@@ -269,6 +269,18 @@ function Module:set_bn_mode(mode)
   return self
 end
 
+-- clear_state(): drop every module's output, input gradient and saved activations (the
+-- _s_* fields), so a step's buffers can be freed before the next step (Torch's clearState)
+function Module:clear_state()
+  self:visit(function(m)
+    m.output, m.gradInput = nil, nil
+    for k in pairs(m) do
+      if type(k) == "string" and k:sub(1, 3) == "_s_" then m[k] = nil end
+    end
+  end)
+  return self
+end
+
 -- ---- copies ----
 
 local function deep_copy(v, seen)
