@@ -160,6 +160,21 @@ function TestFinetune:test_best_epoch_by_validation()
   lu.assertEquals(n.best.epoch, 0)
 end
 
+function TestFinetune:test_test_only_at_validation_improvements()
+  local every = sf.finetune{model = SRC, data = target(1), policy = P.all(), lr = 1e-2, epochs = 4, seed = 2}
+  local best = sf.finetune{model = SRC, data = target(1), policy = P.all(), lr = 1e-2, epochs = 4, seed = 2,
+                           test = "best"}
+  lu.assertEquals(best.best, every.best)
+  local running = -1
+  for i, e in ipairs(best.epochs) do
+    lu.assertEquals(e.val, every.epochs[i].val)
+    if e.val > running then lu.assertEquals(e.test, every.epochs[i].test) else lu.assertNil(e.test) end
+    running = math.max(running, e.val)
+  end
+  lu.assertErrorMsgContains("test must be 'every' or 'best'", sf.finetune,
+    {model = SRC, data = target(1), test = "some"})
+end
+
 function TestFinetune:test_lr_scale_reaches_the_update()
   local data = target(2)
   local function delta(scale)

@@ -31,7 +31,8 @@ local function fail(fmt, ...) error("experiment: " .. string.format(fmt, ...), 3
 
 local OPTIONS = {name = true, tasks = true, policies = true, lrs = true, seeds = true, epochs = true, batch = true,
                  optim = true, weight_decay = true, bn = true, dir = true, baseline = true, verbose = true,
-                 every = true, stat_batches = true, label_smoothing = true, resume = true, title = true}
+                 every = true, stat_batches = true, label_smoothing = true, resume = true, title = true,
+                 test = true}
 
 function E.new(o)
   if type(o) ~= "table" then fail("expected an options table, got %s", type(o)) end
@@ -66,7 +67,7 @@ function E.new(o)
   self.seeds = o.seeds or {0, 1, 2}
   self.cfg = {epochs = o.epochs or 15, batch = o.batch or 64, optim = o.optim or "adam",
               weight_decay = o.weight_decay or 1e-4, bn = o.bn or "eval", every = o.every,
-              stat_batches = o.stat_batches, label_smoothing = o.label_smoothing}
+              stat_batches = o.stat_batches, label_smoothing = o.label_smoothing, test = o.test}
   self.dir = o.dir or (train.root_dir() .. "/runs/" .. o.name)
   self.baseline = o.baseline or "All"
   self.verbose = o.verbose ~= false -- false: no progress, no printed table
@@ -151,13 +152,14 @@ function Experiment:run_cell(c, data)
                            seed = c.seed, epochs = self.cfg.epochs, batch = self.cfg.batch, optim = self.cfg.optim,
                            weight_decay = self.cfg.weight_decay, bn = self.cfg.bn, every = self.cfg.every,
                            stat_batches = self.cfg.stat_batches, label_smoothing = self.cfg.label_smoothing,
-                           standardize = c.task.standardize}
+                           standardize = c.task.standardize, test = self.cfg.test}
   return {task = c.task.name, policy = c.pol.label, policy_name = c.pol.policy.name, seed = c.seed, lr = c.lr,
           epochs = r.epochs, best = r.best}
 end
 
 -- run() -> results {cells, summary, table}
 function Experiment:run()
+  io.stdout:setvbuf("line") -- progress shows as it happens, also through a pipe
   mkdir(self.dir .. "/cells")
   local cells = self:cells()
   local tty = sf.isatty(1)
@@ -382,8 +384,8 @@ function Experiment:write_outputs(results, summary, timing)
       if pk.seed == r.seed and pk.lr == r.lr then pick = pk.epoch end
     end
     for _, e in ipairs(r.epochs) do
-      csv[#csv + 1] = string.format("%q,%q,%s,%d,%g,%d,%s,%.6f,%.6f,%d,%s", r.task, r.policy, r.policy_name, r.seed,
-        r.lr, e.epoch, e.loss and string.format("%.6f", e.loss) or "", e.val, e.test, e.trainable or 0,
+      csv[#csv + 1] = string.format("%q,%q,%s,%d,%g,%d,%s,%.6f,%s,%d,%s", r.task, r.policy, r.policy_name, r.seed,
+        r.lr, e.epoch, e.loss and string.format("%.6f", e.loss) or "", e.val, e.test and string.format("%.6f", e.test) or "", e.trainable or 0,
         tostring(pick == e.epoch))
     end
   end

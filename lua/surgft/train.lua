@@ -40,6 +40,12 @@ local function is_dataset(ds) return type(ds) == "table" and ds.tensors ~= nil a
 function T.root_dir()
   local path = package.searchpath("surgft.train", package.path)
   local root = path and path:match("^(.*)/lua/surgft/train%.lua$")
+  -- build/../lua -> lua: paths in messages and results stay readable
+  if root then
+    local prev
+    repeat prev = root; root = root:gsub("/[^/]+/%.%./", "/", 1) until root == prev
+    root = root:gsub("/[^/]+/%.%.$", "")
+  end
   return root or "."
 end
 
@@ -164,6 +170,7 @@ function T.pretrain(o)
                label_smoothing = o.label_smoothing or 0}
   if cfg.optim ~= "sgd" and cfg.optim ~= "adam" then fail("pretrain", "optim must be 'sgd' or 'adam', got '%s'", tostring(cfg.optim)) end
   local verbose = o.verbose ~= false
+  if verbose then io.stdout:setvbuf("line") end
   local key = canon{cfg = cfg, train = T.fingerprint(o.data.train), version = T.CACHE_VERSION, sf = sf.version}
   local name = (o.name or "source"):gsub("[^%w_%-]", "_")
   local dir = T.root_dir() .. "/data/cache/pretrained"
@@ -323,7 +330,8 @@ end
 local FINETUNE_OPTS = {model = false, data = false, policy = false, optim = false, lr = false, weight_decay = false,
                        epochs = false, batch = false, bn = false, seed = false, every = false, stat_batches = false,
                        on_change = false, standardize = false, inplace = false, dry_run = false, verbose = false,
-                       label_smoothing = false, momentum = false, eval_batch = false, prefix_cache = false}
+                       label_smoothing = false, momentum = false, eval_batch = false, prefix_cache = false,
+                       test = false}
 
 local function check_target(fn, d)
   if type(d) ~= "table" then fail(fn, "data must be {train = ds, val = ds, test = ds}, got %s", type(d)) end
@@ -335,7 +343,11 @@ end
 -- finetune{model = source, data = {train, val, test}, policy = sf.policy.all(), optim = "adam",
 --          lr = 1e-3, weight_decay = 1e-4, epochs = 15, batch = 64, bn = "eval", seed = 0,
 --          every = nil (steps between re-selections; nil = each epoch), stat_batches = 5,
---          on_change = "keep", standardize, inplace = false, dry_run = false}
+--          on_change = "keep", standardize, inplace = false, dry_run = false,
+--          test = "every" | "best"}
+-- test = "best" evaluates the test set only at epochs whose validation accuracy beats every
+-- earlier one (the only epochs selection can pick): the same selected result, fewer passes;
+-- the other epochs then carry no test accuracy.
 -- The paper's protocol: Adam with coupled L2 weight decay, BatchNorm in eval mode, no
 -- augmentation; validation and test accuracy after every epoch. The source model is
 -- cloned unless inplace. Returns {epochs = {{epoch, loss, val, test, trainable}},
@@ -371,18 +383,27 @@ function T.finetune(o)
   -- a test set with group labels (meta.group) also gets its worst-group accuracy
   local groups = o.data.test.meta and o.data.test.meta.group
   local forward, eval_data, eval_std -- set below, once the selection is known
+  if o.test ~= nil and o.test ~= "every" and o.test ~= "best" then
+    fail("finetune", "test must be 'every' or 'best', got '%s'", tostring(o.test))
+  end
+  local best_val = -1
   local function record(epoch, loss)
     local eo = {standardize = eval_std, batch = o.eval_batch, forward = forward}
     local val = T.evaluate(model, eval_data.val, eo)
-    local test, pred = T.evaluate(model, eval_data.test, eo)
-    local worst = groups and data().suites.group_accuracy(pred, o.data.test) or nil
+    local test, pred, worst
+    if o.test ~= "best" or val > best_val then
+      test, pred = T.evaluate(model, eval_data.test, eo)
+      worst = groups and data().suites.group_accuracy(pred, o.data.test) or nil
+    end
+    best_val = math.max(best_val, val)
     local ntrain = 0
     for _, rec in ipairs(model:parameters()) do if rec.trainable then ntrain = ntrain + 1 end end
     local e = {epoch = epoch, loss = loss, val = val, test = test, worst_group = worst, trainable = ntrain}
     result.epochs[#result.epochs + 1] = e
     if o.verbose then
-      print(string.format("  epoch %2d: loss %s, val %.2f%%, test %.2f%%, %d tensors train", epoch,
-        loss and string.format("%.4f", loss) or "-", 100 * val, 100 * test, ntrain))
+      print(string.format("  epoch %2d: loss %s, val %.2f%%, test %s, %d tensors train", epoch,
+        loss and string.format("%.4f", loss) or "-", 100 * val, test and string.format("%.2f%%", 100 * test) or "-",
+        ntrain))
     end
     return e
   end
