@@ -1,6 +1,7 @@
 /* luaopen_surgft_core: assembles the binding areas into the module table and the
  * tensor metatable. The Lua side (lua/surgft/init.lua) builds on this table. */
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "sfl.h"
@@ -28,6 +29,15 @@ static void set_funcs(lua_State *L, int idx, const luaL_Reg *r, int allow_existi
 /* sf.isatty([fd = 1]) -> whether the descriptor is a terminal (progress bars use it) */
 static int l_isatty(lua_State *L) {
   lua_pushboolean(L, isatty((int)luaL_optinteger(L, 1, 1)));
+  return 1;
+}
+
+/* sf.clock() -> seconds of a monotonic wall clock (os.clock is CPU time summed over
+ * threads; os.time has one-second resolution): for timings and ETAs */
+static int l_clock(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + 1e-9 * (lua_Number)ts.tv_nsec);
   return 1;
 }
 
@@ -78,6 +88,8 @@ int luaopen_surgft_core(lua_State *L) {
   lua_setfield(L, mod, "version");
   lua_pushcfunction(L, l_isatty);
   lua_setfield(L, mod, "isatty");
+  lua_pushcfunction(L, l_clock);
+  lua_setfield(L, mod, "clock");
   lua_settop(L, mod);
   return 1;
 }
