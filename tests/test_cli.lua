@@ -141,6 +141,18 @@ function TestOptions:test_e_runs_code()
   lu.assertEquals(r.out, "2\ntwo\n")
 end
 
+-- OpenBLAS's idle-thread spin timeout: set short when the user has not chosen one (the
+-- interpreter re-executes itself once; arguments and stdin must survive that)
+function TestOptions:test_openblas_thread_timeout()
+  local r = run([[-e 'print(os.getenv("OPENBLAS_THREAD_TIMEOUT"), arg[1])' - x]],
+                {env = "env -u OPENBLAS_THREAD_TIMEOUT", stdin = "print('from stdin', ...)"})
+  ok(r)
+  lu.assertEquals(r.out, "4\tx\nfrom stdin\tx\n")
+  local mine = run([[-e 'print(os.getenv("OPENBLAS_THREAD_TIMEOUT"))']], {env = "OPENBLAS_THREAD_TIMEOUT=12"})
+  ok(mine)
+  lu.assertEquals(mine.out, "12\n")
+end
+
 function TestOptions:test_e_concatenated()
   local r = run([[-e'print(3)']])
   ok(r)
