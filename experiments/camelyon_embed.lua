@@ -28,33 +28,16 @@ local config = {
   epochs = quick and 2 or 10,
 }
 
--- the data: the real set when it is there, else the generated stand-in
-local root = sf.data.data_root()
-local real = root and pcall(sf.data.camelyon17, {root = root, split = "test", n = 1})
-if not real then root = require("surgft.data.synth").camelyon{} end
-print(string.format("Camelyon17 data: %s (%s)", root, real and "real WILDS" or "camelyon-synth"))
-
-local source = {train = sf.data.camelyon17{root = root, split = "train"},
-                val = sf.data.camelyon17{root = root, split = "id_val"}}
-local mean, std = sf.data.stats(source.train)
-local standardize = {mean = mean, std = std}
-local pre = {arch = {"vit", config.vit}, data = source, name = "camelyon_vit", standardize = standardize}
-for k, v in pairs(config.pretrain) do pre[k] = v end
-local model, info = sf.pretrain(pre)
-print(string.format("source model: id_val accuracy %.2f%%%s", 100 * info.val, info.cached and " (cached)" or ""))
-
-local hospital = sf.data.camelyon17{root = root, split = "test"}
-local function target(seed)
-  local test, val, train = table.unpack(sf.data.split_per_class(hospital,
-    {config.test_per_class, config.val_per_class, config.n_per_class}, sf.rng(1000 + seed)))
-  return {train = hospital:subset(train), val = hospital:subset(val), test = hospital:subset(test)}
-end
+local task, label = paper.wilds_task{
+  name = "Camelyon17", dataset = "camelyon17", synth = "camelyon", cache_name = "camelyon_vit",
+  vit = config.vit, pretrain = config.pretrain,
+  counts = {config.test_per_class, config.val_per_class, config.n_per_class}, seed_offset = 1000,
+}
 
 sf.experiment{
   name = "camelyon_embed" .. (quick and "_quick" or ""),
-  title = "Camelyon17 (" .. (real and "WILDS" or "camelyon-synth") .. "), ViT",
-  tasks = {{name = "Camelyon17", model = model, data = target, standardize = standardize,
-            key = info.path:match("[^/]*$"), info = {root = root, real = real}}},
+  title = "Camelyon17 (" .. label .. "), ViT",
+  tasks = {task},
   policies = paper.vit_rows(config.vit.depth),
   lrs = config.lrs, seeds = config.seeds, epochs = config.epochs,
   test = "best", -- test accuracy only where validation improves: the selected numbers, fewer passes

@@ -24,32 +24,16 @@ local config = {
   epochs = quick and 2 or 10,
 }
 
-local root = sf.data.data_root()
-local real = root and pcall(sf.data.fmow, {root = root, split = "test", n = 1})
-if not real then root = require("surgft.data.synth").fmow{} end
-print(string.format("FMoW data: %s (%s)", root, real and "real WILDS" or "fmow-synth"))
-
-local source = {train = sf.data.fmow{root = root, split = "train"}, val = sf.data.fmow{root = root, split = "id_val"}}
-config.vit.classes = #source.train.classes
-local mean, std = sf.data.stats(source.train)
-local standardize = {mean = mean, std = std}
-local pre = {arch = {"vit", config.vit}, data = source, name = "fmow_vit", standardize = standardize}
-for k, v in pairs(config.pretrain) do pre[k] = v end
-local model, info = sf.pretrain(pre)
-print(string.format("source model: id_val accuracy %.2f%%%s", 100 * info.val, info.cached and " (cached)" or ""))
-
-local later = sf.data.fmow{root = root, split = "test"}
-local function target(seed)
-  local test, val, train = table.unpack(sf.data.split_per_class(later,
-    {config.test_per_class, config.val_per_class, config.n_per_class}, sf.rng(2000 + seed)))
-  return {train = later:subset(train), val = later:subset(val), test = later:subset(test)}
-end
+local task, label = paper.wilds_task{
+  name = "FMoW", dataset = "fmow", synth = "fmow", cache_name = "fmow_vit",
+  vit = config.vit, pretrain = config.pretrain,
+  counts = {config.test_per_class, config.val_per_class, config.n_per_class}, seed_offset = 2000,
+}
 
 sf.experiment{
   name = "fmow_last3" .. (quick and "_quick" or ""),
-  title = "FMoW (" .. (real and "WILDS" or "fmow-synth") .. "), ViT",
-  tasks = {{name = "FMoW", model = model, data = target, standardize = standardize,
-            key = info.path:match("[^/]*$"), info = {root = root, real = real}}},
+  title = "FMoW (" .. label .. "), ViT",
+  tasks = {task},
   policies = paper.vit_rows(config.vit.depth),
   lrs = config.lrs, seeds = config.seeds, epochs = config.epochs, test = "best",
 }:run()

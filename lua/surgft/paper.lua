@@ -60,4 +60,38 @@ function paper.suite_task(o)
   return {name = o.name, model = model, data = target, info = suite.info, key = info.path:match("[^/]*$")}
 end
 
+-- wilds_task{name =, dataset = "camelyon17" | "fmow", synth = "camelyon" | "fmow", vit = {...},
+--            pretrain = {...}, counts = {test, val, train} per class, target_split = "test",
+--            seed_offset = 0} -> an experiment task and a description of the data
+-- The real WILDS set under $SURGFT_DATA when present, else the generated stand-in in the
+-- same layout. Source: the train split, id_val for validation, standardised with the
+-- source's per-channel statistics. Target of seed s: target_split cut per class into
+-- counts (test, val, train), drawn with rng seed_offset + s.
+function paper.wilds_task(o)
+  local load = sf.data[o.dataset]
+  local root = sf.data.data_root()
+  local real = root and pcall(load, {root = root, split = o.target_split or "test", n = 1})
+  if not real then root = require("surgft.data.synth")[o.synth]{} end
+  local label = real and "WILDS" or (o.synth .. "-synth")
+  print(string.format("%s data: %s (%s)", o.name, root, label))
+  local source = {train = load{root = root, split = "train"}, val = load{root = root, split = "id_val"}}
+  local vit = {}
+  for k, v in pairs(o.vit) do vit[k] = v end
+  vit.classes = vit.classes or #source.train.classes
+  local mean, std = sf.data.stats(source.train)
+  local standardize = {mean = mean, std = std}
+  local pre = {arch = {"vit", vit}, data = source, name = o.cache_name or (o.dataset .. "_vit"),
+               standardize = standardize}
+  for k, v in pairs(o.pretrain or {}) do pre[k] = v end
+  local model, info = sf.pretrain(pre)
+  print(string.format("source model: id_val accuracy %.2f%%%s", 100 * info.val, info.cached and " (cached)" or ""))
+  local pool = load{root = root, split = o.target_split or "test"}
+  local function target(seed)
+    local test, val, train = table.unpack(sf.data.split_per_class(pool, o.counts, sf.rng((o.seed_offset or 0) + seed)))
+    return {train = pool:subset(train), val = pool:subset(val), test = pool:subset(test)}
+  end
+  return {name = o.name, model = model, data = target, standardize = standardize, key = info.path:match("[^/]*$"),
+          info = {root = root, real = real}}, label
+end
+
 return paper
