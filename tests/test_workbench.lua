@@ -130,6 +130,66 @@ function TestAuto:test_snr_matches_per_example_loop()
   lu.assertAlmostEquals(snr[name], sf.kernels.snr_examples(stack), 1e-3 * math.abs(snr[name]) + 1e-6)
 end
 
+-- per-example gradient moments in one backward pass equal one backward pass per example,
+-- for every kind of layer with parameters (conv + BN, GroupNorm, LayerNorm, tokens,
+-- attention's 3-D linears)
+function TestAuto:test_snr_moments_equal_per_example_loop()
+  local specs = {
+    {"cnn", {in_channels = 1, widths = {4, 8}, classes = 3}},
+    {"resnet", {depth = 8, block = "preact", in_channels = 1, classes = 3, norm = "gn", widths = {4, 8, 8}}},
+    {"vit", {image = 8, patch = 4, channels = 1, dim = 8, depth = 2, heads = 2, classes = 3}},
+  }
+  for _, spec in ipairs(specs) do
+    local cfg = {rng = sf.rng(1)}
+    for k, v in pairs(spec[2]) do cfg[k] = v end
+    local m = sf.models[spec[1]](cfg)
+    m:set_bn_mode("eval")
+    local x, y = sf.randn({10, 1, 8, 8}, sf.rng(2)), sf.randint(1, 4, {10}, sf.rng(3))
+    local ctx = P.context{model = m, stat_batches = 2, loss = sf.nn.cross_entropy, batches = function()
+      local i = 0
+      return function()
+        i = i + 1
+        if i <= 2 then return x:narrow(1, 5 * i - 4, 5), y:narrow(1, 5 * i - 4, 5) end
+      end
+    end}
+    local fast, loop = ctx:snr(), ctx:snr_loop()
+    local n = 0
+    for name, v in pairs(loop) do
+      n = n + 1
+      lu.assertAlmostEquals(fast[name], v, 1e-4 * math.abs(v) + 1e-6, spec[1] .. " " .. name)
+    end
+    lu.assertEquals(n, #m:parameters())
+  end
+end
+
+function TestAuto:test_moment_kernels()
+  local K = sf.kernels
+  -- linear, 2-D input: per-example gradients are outer products dout_n x_n^T
+  local dout, x = sf.tensor{{1, 2}, {3, -1}}, sf.tensor{{1, 0, 2}, {-1, 1, 1}}
+  local sw, qw, sb, qb = sf.zeros(2, 3), sf.zeros(2, 3), sf.zeros(2), sf.zeros(2)
+  K.linear_grad_moments(dout, x, sw, qw, sb, qb)
+  lu.assertEquals(sw:totable(), {{1 - 3, 3, 2 + 3}, {2 + 1, -1, 4 - 1}})
+  lu.assertEquals(qw:totable(), {{1 + 9, 9, 4 + 9}, {4 + 1, 1, 16 + 1}})
+  lu.assertEquals(sb:totable(), {4, 1})
+  lu.assertEquals(qb:totable(), {10, 5})
+  -- conv2d: against conv2d_backward_weight run on each example alone
+  local rng = sf.rng(7)
+  local inp, w = sf.randn({3, 2, 5, 5}, rng), sf.randn({4, 2, 3, 3}, rng)
+  local g = sf.randn({3, 4, 3, 3}, rng) -- stride 2, pad 1 -> 3x3
+  local cs, cq, bs, bq = sf.zeros(4, 2, 3, 3), sf.zeros(4, 2, 3, 3), sf.zeros(4), sf.zeros(4)
+  K.conv2d_grad_moments(g, inp, w:size(), 2, 1, cs, cq, bs, bq)
+  local es, eq = sf.zeros(4, 2, 3, 3), sf.zeros(4, 2, 3, 3)
+  for i = 1, 3 do
+    local dw, db = sf.zeros(4, 2, 3, 3), sf.zeros(4)
+    K.conv2d_backward_weight(g:narrow(1, i, 1), inp:narrow(1, i, 1), dw, db, 2, 1)
+    es:add_(dw)
+    eq:add_(dw * dw)
+  end
+  lu.assertTrue(cs:allclose(es, 1e-4, 1e-5))
+  lu.assertTrue(cq:allclose(eq, 1e-4, 1e-5))
+  lu.assertErrorMsgContains("(sum_w) has shape [3,2], expected [2,3]", K.linear_grad_moments, dout, x, sf.zeros(3, 2))
+end
+
 TestFinetune = {}
 
 function TestFinetune:test_frozen_parameters_are_bit_identical()

@@ -304,10 +304,56 @@ end
 
 -- snr() -> {[name] = per-example SNR}: the mean over a tensor's elements of
 -- mean^2 / variance of the per-example gradients (ddof 1), over the examples of the
--- first stat_batches batches. Per-example gradients are exact single-example backward
--- passes (BatchNorm in eval mode makes them independent of the batch).
+-- first stat_batches batches. Every layer with parameters accumulates the per-example
+-- gradients' sum and sum of squares during one backward per batch (C kernels for Linear
+-- and Conv2d, tensor ops for the norms and tokens), so no per-example gradient is stored.
+-- BatchNorm in eval mode makes them exactly per-example. A model with a layer that cannot
+-- do this falls back to one backward pass per example (ctx:snr_loop(), also a reference).
+local function moment_stats(sum, sumsq, n)
+  local out = {}
+  for name, s in pairs(sum) do
+    if n < 2 then out[name] = 0 / 0 else
+      local mean = s / n
+      local var = (sumsq[name] - mean * mean * n) / (n - 1)
+      out[name] = ((mean * mean) / var:clamp(0, nil):add_(1e-8)):mean()
+    end
+  end
+  return out
+end
+
 function Ctx:snr()
   if self._cache.snr then return self._cache.snr end
+  local model = self.model
+  local supported = true
+  for _, rec in ipairs(model:parameters()) do
+    if not rec.module.moments then supported = false end
+  end
+  if not supported then return self:snr_loop() end
+  local sum, sumsq, n = {}, {}, 0
+  with_all_trainable(model, function()
+    for _, rec in ipairs(model:parameters()) do
+      local m = rec.module
+      m._s_moments = m._s_moments or {}
+      local pair = {sum = sf.zeros(rec.shape), sumsq = sf.zeros(rec.shape)}
+      m._s_moments[rec.attr] = pair
+      sum[rec.name], sumsq[rec.name] = pair.sum, pair.sumsq
+    end
+    each_batch(self, function(x, y)
+      model:zero_grad()
+      local _, d = self._loss(model:forward(x), y)
+      d:mul_(x:size(1)) -- per-example losses, not their mean
+      model:backward(x, d, false)
+      n = n + x:size(1)
+    end)
+  end)
+  for _, rec in ipairs(model:parameters()) do rec.module._s_moments = nil end
+  self._cache.snr = moment_stats(sum, sumsq, n)
+  return self._cache.snr
+end
+
+-- snr_loop(): the same statistic from one backward pass per example
+function Ctx:snr_loop()
+  if self._cache.snr_loop then return self._cache.snr_loop end
   local model = self.model
   local sum, sumsq, n = {}, {}, 0
   with_all_trainable(model, function()
@@ -328,16 +374,8 @@ function Ctx:snr()
       end
     end)
   end)
-  local out = {}
-  for name, s in pairs(sum) do
-    if n < 2 then out[name] = 0 / 0 else
-      local mean = s / n
-      local var = (sumsq[name] - mean * mean * n) / (n - 1)
-      out[name] = ((mean * mean) / var:clamp(0, nil):add_(1e-8)):mean()
-    end
-  end
-  self._cache.snr = out
-  return out
+  self._cache.snr_loop = moment_stats(sum, sumsq, n)
+  return self._cache.snr_loop
 end
 
 -- snr_code() -> {[name] = the released code's SNR}, averaged over the batches

@@ -116,9 +116,72 @@ static int k_snr_code(lua_State *L) {
   return 1;
 }
 
+/* an accumulator at arg: nil, or a contiguous tensor of exactly want's shape */
+static float *acc_arg(lua_State *L, int arg, const char *what, int nd, const int64_t *want) {
+  if (lua_isnoneornil(L, arg)) return NULL;
+  sf_tensor *t = check_contig(L, arg, what);
+  char b1[SF_SHAPE_BUF], b2[SF_SHAPE_BUF];
+  int same = t->ndim == nd;
+  for (int d = 0; same && d < nd; d++) same = t->size[d] == want[d];
+  if (!same)
+    luaL_error(L, "%s: argument #%d (%s) has shape %s, expected %s", sfl_fname(L), arg, what, sf_tshape(t, b1),
+               sf_shape_str(b2, sizeof b2, nd, want));
+  return sf_tensor_data(t);
+}
+
+/* K.linear_grad_moments(dout [N,...,K], input [N,...,C], sum_w [K,C]|nil, sumsq_w|nil,
+ *                       sum_b [K]|nil, sumsq_b|nil): adds the per-example weight and bias
+ * gradients' sums and sums of squares (one example = one row of the first dimension) */
+static int k_linear_grad_moments(lua_State *L) {
+  sf_tensor *dy = sfl_check(L, 1), *x = sfl_check(L, 2);
+  char b1[SF_SHAPE_BUF], b2[SF_SHAPE_BUF];
+  if (dy->ndim < 2 || x->ndim != dy->ndim || dy->size[0] != x->size[0])
+    return luaL_error(L, "%s: dout %s and input %s must both be [N,...,F] with the same N", sfl_fname(L),
+                      sf_tshape(dy, b1), sf_tshape(x, b2));
+  int64_t N = x->size[0], K = dy->size[dy->ndim - 1], C = x->size[x->ndim - 1];
+  int64_t T = sf_tensor_numel(x) / (N ? N : 1) / (C ? C : 1);
+  if (sf_tensor_numel(dy) != N * T * K)
+    return luaL_error(L, "%s: dout %s does not match input %s", sfl_fname(L), sf_tshape(dy, b1), sf_tshape(x, b2));
+  dy = contiguous_arg(L, 1);
+  x = contiguous_arg(L, 2);
+  int64_t w[2] = {K, C}, b[1] = {K};
+  float *sw = acc_arg(L, 3, "sum_w", 2, w), *qw = acc_arg(L, 4, "sumsq_w", 2, w);
+  float *sb = acc_arg(L, 5, "sum_b", 1, b), *qb = acc_arg(L, 6, "sumsq_b", 1, b);
+  SFL_TRY(L, sf_linear_grad_moments(sw, qw, sb, qb, sf_tensor_data(dy), sf_tensor_data(x), N, T, C, K));
+  return 0;
+}
+
+/* K.conv2d_grad_moments(dout [N,K,OH,OW], input [N,C,H,W], weight_shape {K,C,R,S}, stride, pad,
+ *                       sum_w|nil, sumsq_w|nil, sum_b|nil, sumsq_b|nil) */
+static int k_conv2d_grad_moments(lua_State *L) {
+  sf_tensor *dy = sfl_check(L, 1), *x = sfl_check(L, 2);
+  int64_t ws[SF_MAX_DIMS];
+  int nd = sfl_checkshape(L, 3, ws, NULL);
+  char b1[SF_SHAPE_BUF], b2[SF_SHAPE_BUF];
+  if (nd != 4 || x->ndim != 4 || dy->ndim != 4)
+    return luaL_error(L, "%s: expected dout [N,K,OH,OW], input [N,C,H,W] and a weight shape {K,C,R,S}, got %s, %s",
+                      sfl_fname(L), sf_tshape(dy, b1), sf_tshape(x, b2));
+  sf_conv2d_shape s = {.N = x->size[0], .C = x->size[1], .H = x->size[2], .W = x->size[3], .K = ws[0], .R = ws[2],
+                       .S = ws[3], .stride_h = sfl_checkinteger(L, 4), .stride_w = sfl_checkinteger(L, 4),
+                       .pad_h = sfl_checkinteger(L, 5), .pad_w = sfl_checkinteger(L, 5), .groups = 1};
+  if (ws[1] != s.C) return luaL_error(L, "%s: input has %d channels, weight expects %d", sfl_fname(L), (int)s.C, (int)ws[1]);
+  SFL_TRY(L, sf_conv2d_shape_init(&s));
+  if (dy->size[0] != s.N || dy->size[1] != s.K || dy->size[2] != s.OH || dy->size[3] != s.OW)
+    return luaL_error(L, "%s: dout has shape %s, expected [%d,%d,%d,%d]", sfl_fname(L), sf_tshape(dy, b1), (int)s.N,
+                      (int)s.K, (int)s.OH, (int)s.OW);
+  dy = contiguous_arg(L, 1);
+  x = contiguous_arg(L, 2);
+  int64_t b[1] = {s.K};
+  float *sw = acc_arg(L, 6, "sum_w", 4, ws), *qw = acc_arg(L, 7, "sumsq_w", 4, ws);
+  float *sb = acc_arg(L, 8, "sum_b", 1, b), *qb = acc_arg(L, 9, "sumsq_b", 1, b);
+  SFL_TRY(L, sf_conv2d_grad_moments(sw, qw, sb, qb, sf_tensor_data(dy), sf_tensor_data(x), &s));
+  return 0;
+}
+
 static const luaL_Reg lib[] = {
     {"sgd_step", k_sgd_step}, {"adam_step", k_adam_step},     {"stats", k_stats},
-    {"snr_examples", k_snr_examples}, {"snr_code", k_snr_code}, {NULL, NULL},
+    {"snr_examples", k_snr_examples}, {"snr_code", k_snr_code}, {"linear_grad_moments", k_linear_grad_moments},
+    {"conv2d_grad_moments", k_conv2d_grad_moments}, {NULL, NULL},
 };
 
 const sfl_area sfl_area_optim = {lib, NULL, NULL, "kernels"};

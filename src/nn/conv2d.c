@@ -428,3 +428,34 @@ void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, 
       dweight[k * CRS + j] += scale * t;
     }
 }
+
+/* Per-example moments: per image, its columns (im2col) and one sgemm
+ * g [K,CRS] = dout_n [K,P] @ col^T [P,CRS]; then the moments. Serial: it runs on a few
+ * batches per epoch, for the SNR statistics. */
+int sf_conv2d_grad_moments(float *sum_w, float *sumsq_w, float *sum_b, float *sumsq_b, const float *dout,
+                           const float *inp, const sf_conv2d_shape *s) {
+  const int64_t N = s->N, C = s->C, K = s->K, CRS = s->C * s->R * s->S, P = s->OH * s->OW, HW = s->H * s->W;
+  float *col = sf_scratch((size_t)(CRS * P));
+  float *g = sf_scratch2((size_t)(K * CRS + K));
+  if (!col || !g) return -1;
+  sf_threads_ensure();
+  for (int64_t n = 0; n < N; n++) {
+    const float *dn = dout + n * K * P;
+    if (sum_w || sumsq_w) {
+      im2col(col, P, inp + n * C * HW, s);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(K), BI(CRS), BI(P), 1.0f, dn, BI(P), col, BI(P), 0.0f,
+                  g, BI(CRS));
+      for (int64_t j = 0; j < K * CRS; j++) {
+        if (sum_w) sum_w[j] += g[j];
+        if (sumsq_w) sumsq_w[j] += g[j] * g[j];
+      }
+    }
+    for (int64_t k = 0; k < K && (sum_b || sumsq_b); k++) {
+      float b = 0.0f;
+      for (int64_t p = 0; p < P; p++) b += dn[k * P + p];
+      if (sum_b) sum_b[k] += b;
+      if (sumsq_b) sumsq_b[k] += b * b;
+    }
+  }
+  return 0;
+}

@@ -115,6 +115,18 @@ void sf_sgd_step(float *p, const float *g, float *buf, int64_t n, float lr, floa
 void sf_adam_step(float *p, const float *g, float *m, float *v, int64_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, int decoupled, int64_t step);
 
+/* ---- per-example gradient moments (stats.c, conv2d.c) ----
+ * For each example n of a batch, its own weight gradient g_n (the part of the batch
+ * gradient that example contributes); these ADD sum_n g_n and sum_n g_n^2 (elementwise)
+ * into the given accumulators, from which a per-example SNR follows without storing the
+ * per-example gradients. Bias moments likewise (either pair may be NULL). */
+/* linear: dout [N,T,K], inp [N,T,C] (T = 1 for [N,C] inputs); moments of [K,C] and [K] */
+int sf_linear_grad_moments(float *sum_w, float *sumsq_w, float *sum_b, float *sumsq_b, const float *dout,
+                           const float *inp, int64_t N, int64_t T, int64_t C, int64_t K);
+/* conv2d: dout [N,K,OH,OW], inp [N,C,H,W]; moments of [K,C,R,S] and [K] */
+int sf_conv2d_grad_moments(float *sum_w, float *sumsq_w, float *sum_b, float *sumsq_b, const float *dout,
+                           const float *inp, const sf_conv2d_shape *s);
+
 /* ---- gradient statistics (stats.c) ---- */
 typedef struct sf_tensor_stats {
   double sum_sq;      /* sum of squares of the values */

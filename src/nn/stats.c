@@ -1,4 +1,5 @@
 /* Gradient statistics: norms, NaN/Inf counts, and the two SNR definitions. */
+#include <cblas.h>
 #include <math.h>
 
 #include "nn.h"
@@ -61,4 +62,35 @@ double sf_snr_code(const float *g, int64_t rows, int64_t cols, double eps) {
     }
   }
   return total / (double)(rows * cols);
+}
+
+/* Per example: g = dout_n^T inp_n ([K,T] x [T,C]), one sgemm into scratch, then the
+ * moments; the bias gradient is the sum of dout_n over its T rows. */
+int sf_linear_grad_moments(float *sum_w, float *sumsq_w, float *sum_b, float *sumsq_b, const float *dout,
+                           const float *inp, int64_t N, int64_t T, int64_t C, int64_t K) {
+  float *g = sf_scratch((size_t)(K * C + K));
+  if (!g) return -1;
+  sf_threads_ensure();
+  for (int64_t n = 0; n < N; n++) {
+    const float *dn = dout + n * T * K, *xn = inp + n * T * C;
+    if (sum_w || sumsq_w) {
+      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)K, (int)C, (int)T, 1.0f, dn, (int)K, xn, (int)C, 0.0f,
+                  g, (int)C);
+      for (int64_t j = 0; j < K * C; j++) {
+        if (sum_w) sum_w[j] += g[j];
+        if (sumsq_w) sumsq_w[j] += g[j] * g[j];
+      }
+    }
+    if (sum_b || sumsq_b) {
+      float *b = g + K * C;
+      for (int64_t k = 0; k < K; k++) b[k] = 0.0f;
+      for (int64_t t = 0; t < T; t++)
+        for (int64_t k = 0; k < K; k++) b[k] += dn[t * K + k];
+      for (int64_t k = 0; k < K; k++) {
+        if (sum_b) sum_b[k] += b[k];
+        if (sumsq_b) sumsq_b[k] += b[k] * b[k];
+      }
+    }
+  }
+  return 0;
 }

@@ -27,6 +27,19 @@ return function(nn, sf)
   end
 
   local function ensure_built(self) if not self._built then self:build() end end
+
+  -- Per-example gradient moments (for the per-example SNR): while a module's _s_moments
+  -- holds {[attr] = {sum = T, sumsq = T}}, its backward adds the sum and the sum of
+  -- squares over the batch's examples of each parameter's per-example gradient. e is
+  -- [N, ...] with one row per example.
+  local function add_moments(pair, e)
+    if not pair then return end
+    local n = e:size(1)
+    local flat = e:reshape(n, -1)
+    pair.sum:add_(flat:sum(1):view(pair.sum:size()))
+    pair.sumsq:add_((flat * flat):sum(1):view(pair.sum:size()))
+  end
+  nn.add_moments = add_moments
   nn.ensure_built = ensure_built
 
   local function shape_str(t) return "[" .. table.concat(t:size(), ",") .. "]" end
@@ -60,7 +73,13 @@ return function(nn, sf)
     return self.output
   end
 
+  function Linear:moments(input, gradOutput, acc)
+    local w, b = acc.weight, acc.bias
+    K.linear_grad_moments(gradOutput, input, w and w.sum, w and w.sumsq, b and b.sum, b and b.sumsq)
+  end
+
   function Linear:backward(input, gradOutput, need)
+    if self._s_moments then self:moments(input, gradOutput, self._s_moments) end
     local dw, db = grad_if(self, "weight"), grad_if(self, "bias")
     if dw or db then K.linear_backward_weight(gradOutput, input, dw, db, 1) end
     if need == false then self.gradInput = nil; return nil end
@@ -104,7 +123,14 @@ return function(nn, sf)
     return self.output
   end
 
+  function Conv2d:moments(input, gradOutput, acc)
+    local w, b = acc.weight, acc.bias
+    K.conv2d_grad_moments(gradOutput, input, self.weight:size(), self.stride, self.padding, w and w.sum,
+      w and w.sumsq, b and b.sum, b and b.sumsq)
+  end
+
   function Conv2d:backward(input, gradOutput, need)
+    if self._s_moments then self:moments(input, gradOutput, self._s_moments) end
     local dw, db = grad_if(self, "weight"), grad_if(self, "bias")
     if dw or db then K.conv2d_backward_weight(gradOutput, input, dw, db, self.stride, self.padding, 1) end
     if need == false then self.gradInput = nil; return nil end
@@ -174,7 +200,19 @@ return function(nn, sf)
     return self.output
   end
 
+  -- per example n: dgamma_n[c] = sum over positions of dout * xhat, dbeta_n[c] = sum of
+  -- dout, with xhat from the statistics of the forward (exactly per-example in eval mode)
+  function BatchNorm:moments(input, gradOutput, acc)
+    local n, c = input:size(1), self.c
+    local x, g = input:reshape(n, c, -1), gradOutput:reshape(n, c, -1)
+    local hw = x:size(3)
+    local xhat = (x - self._s_mean:view(1, c, 1):expand(n, c, hw)) * self._s_invstd:view(1, c, 1):expand(n, c, hw)
+    add_moments(acc.weight, (g * xhat):sum(3))
+    add_moments(acc.bias, g:sum(3))
+  end
+
   function BatchNorm:backward(input, gradOutput, need)
+    if self._s_moments then self:moments(input, gradOutput, self._s_moments) end
     local dw, db = grad_if(self, "weight"), grad_if(self, "bias")
     local want = need ~= false
     if not (dw or db or want) then self.gradInput = nil; return nil end
@@ -224,7 +262,18 @@ return function(nn, sf)
     return self.output
   end
 
+  function LayerNorm:moments(input, gradOutput, acc)
+    local n, d = input:size(1), self.d
+    local rows = input:numel() // d
+    local x = input:reshape(rows, d)
+    local xhat = ((x - self._s_mean:view(rows, 1):expand(rows, d)) * self._s_rstd:view(rows, 1):expand(rows, d))
+    local g = gradOutput:reshape(n, -1, d)
+    add_moments(acc.weight, (g * xhat:view(n, -1, d)):sum(2))
+    add_moments(acc.bias, g:sum(2))
+  end
+
   function LayerNorm:backward(input, gradOutput, need)
+    if self._s_moments then self:moments(input, gradOutput, self._s_moments) end
     local dw, db = grad_if(self, "weight"), grad_if(self, "bias")
     local want = need ~= false
     if not (dw or db or want) then self.gradInput = nil; return nil end
@@ -262,7 +311,18 @@ return function(nn, sf)
     return self.output
   end
 
+  function GroupNorm:moments(input, gradOutput, acc)
+    local n, c, g = input:size(1), self.c, self.g
+    local x = input:reshape(n, g, -1)
+    local m = x:size(3)
+    local xhat = ((x - self._s_mean:view(n, g, 1):expand(n, g, m)) * self._s_rstd:view(n, g, 1):expand(n, g, m))
+    local gr = gradOutput:reshape(n, c, -1)
+    add_moments(acc.weight, (gr * xhat:view(n, c, -1)):sum(3))
+    add_moments(acc.bias, gr:sum(3))
+  end
+
   function GroupNorm:backward(input, gradOutput, need)
+    if self._s_moments then self:moments(input, gradOutput, self._s_moments) end
     local dw, db = grad_if(self, "weight"), grad_if(self, "bias")
     local want = need ~= false
     if not (dw or db or want) then self.gradInput = nil; return nil end
@@ -446,7 +506,13 @@ return function(nn, sf)
     self.output = out
     return out
   end
-  function Tokens:backward(_, gradOutput, need)
+  function Tokens:moments(_, gradOutput, acc)
+    add_moments(acc.pos, gradOutput)
+    add_moments(acc.cls, gradOutput:narrow(2, 1, 1))
+  end
+
+  function Tokens:backward(input, gradOutput, need)
+    if self._s_moments then self:moments(input, gradOutput, self._s_moments) end
     local dcls, dpos = grad_if(self, "cls"), grad_if(self, "pos")
     if dpos then dpos:add_(gradOutput:sum(1, true)) end
     if dcls then dcls:add_(gradOutput:narrow(2, 1, 1):sum(1, true)) end
