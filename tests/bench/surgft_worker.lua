@@ -174,6 +174,7 @@ local function make_step(model, x, y, mode)
     local _, d = sf.nn.cross_entropy(model:forward(x), y)
     model:backward(x, d, false)
     opt:step()
+    model:clear_state() -- as sf.pretrain / sf.finetune do: the step's activations can go
   end, n
 end
 
