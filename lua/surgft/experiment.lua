@@ -35,15 +35,7 @@ local OPTIONS = {name = true, tasks = true, policies = true, lrs = true, seeds =
                  test = true}
 
 function E.new(o)
-  if type(o) ~= "table" then fail("expected an options table, got %s", type(o)) end
-  for k in pairs(o) do
-    if not OPTIONS[k] then
-      local names = {}
-      for n in pairs(OPTIONS) do names[#names + 1] = n end
-      table.sort(names)
-      fail("unknown option '%s' (valid: %s)", tostring(k), table.concat(names, ", "))
-    end
-  end
+  require("surgft.util").check_options("experiment", o, OPTIONS, 3)
   if type(o.name) ~= "string" or not o.name:match("^[%w_%-]+$") then
     fail("name must be a string of letters, digits, '_' or '-', got %s", tostring(o.name))
   end

@@ -17,16 +17,7 @@ local function opt(o, k, default)
   return o[k]
 end
 
-local function check_keys(fn, o, allowed)
-  for k in pairs(o) do
-    if not allowed[k] then
-      local names = {}
-      for n in pairs(allowed) do names[#names + 1] = n end
-      table.sort(names)
-      error(string.format("models.%s: unknown option '%s' (valid: %s)", fn, tostring(k), table.concat(names, ", ")), 3)
-    end
-  end
-end
+local function check_keys(fn, o, allowed) require("surgft.util").check_options("models." .. fn, o, allowed, 4) end
 
 -- mlp{sizes = {784, 512, 512, 10}, rng = r}: Flatten, then Linear + ReLU pairs, then the head
 function models.mlp(o)

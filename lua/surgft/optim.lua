@@ -23,14 +23,7 @@ Optimizer.__index = Optimizer
 
 local function check_opts(kind, opts, defaults)
   opts = opts or {}
-  for k in pairs(opts) do
-    if defaults[k] == nil then
-      local names = {}
-      for n in pairs(defaults) do names[#names + 1] = n end
-      table.sort(names)
-      error(string.format("optim.%s: unknown option '%s' (valid: %s)", kind, tostring(k), table.concat(names, ", ")), 3)
-    end
-  end
+  require("surgft.util").check_options("optim." .. kind, opts, defaults, 4)
   local out = {}
   for k, v in pairs(defaults) do
     if opts[k] == nil then out[k] = v else out[k] = opts[k] end

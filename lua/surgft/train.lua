@@ -20,17 +20,7 @@ local function data() return require "surgft.data" end
 
 local function fail(fn, fmt, ...) error(fn .. ": " .. string.format(fmt, ...), 3) end
 
-local function check_options(fn, o, allowed)
-  if type(o) ~= "table" then fail(fn, "expected an options table, got %s", type(o)) end
-  for k in pairs(o) do
-    if allowed[k] == nil then
-      local names = {}
-      for n in pairs(allowed) do names[#names + 1] = n end
-      table.sort(names)
-      fail(fn, "unknown option '%s' (valid: %s)", tostring(k), table.concat(names, ", "))
-    end
-  end
-end
+local function check_options(fn, o, allowed) require("surgft.util").check_options(fn, o, allowed, 4) end
 
 local function is_dataset(ds) return type(ds) == "table" and ds.tensors ~= nil and ds.size ~= nil end
 
