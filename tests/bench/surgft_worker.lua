@@ -212,6 +212,7 @@ local function bench_steps()
     local step, ntrain = make_step(model, x, y, mode)
     local t0 = now()
     local ips, k, util = measure(step, O.batch)
+    model:forward(x) -- the training steps clear their activations; layer_work reads output sizes
     local flops, fwd = step_flops(layer_work(model), mode ~= "fwd")
     out.macs_fwd = fwd // 2
     out.results[#out.results + 1] = {mode = mode, layout = "nchw", samples = ips, steps = k, trainable = ntrain,
