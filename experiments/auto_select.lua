@@ -11,8 +11,8 @@ local P = sf.policy
 local quick = arg and arg[1] == "--quick"
 
 local n_src = quick and 200 or 1000
-local arch = function(classes) return {"resnet", {depth = 8, block = "preact", in_channels = 1, classes = classes}} end
-local pre = {epochs = quick and 1 or 5, lr = 0.05, batch = 128}
+local arch = paper.fmnist_arch
+local pre = paper.fmnist_pretrain(quick)
 local S = sf.data.suites
 local tasks = {
   paper.suite_task{name = "FMNIST-C gaussian_noise", cache_name = "FMNIST_C_source", suite = S.fmnist_c,
@@ -43,16 +43,8 @@ rows[#rows + 1] = {"Auto-RGN (code)", P.auto_rgn{variant = "code"}}
 rows[#rows + 1] = {"Auto-SNR", P.auto_snr()}
 rows[#rows + 1] = {"Auto-SNR (code)", P.auto_snr{variant = "code"}}
 
-local exp = sf.experiment{
-  name = "auto_select" .. (quick and "_quick" or ""),
-  title = "Automatic selection on the Fashion-MNIST shift suites",
-  tasks = tasks, policies = rows,
-  lrs = quick and {1e-3} or {1e-2, 1e-3, 1e-4},
-  seeds = quick and {0} or {0, 1, 2},
-  epochs = quick and 2 or 15,
-  test = "best", -- test accuracy only where validation improves: the selected numbers, fewer passes
-}
-local res = exp:run()
+local res = paper.fmnist_experiment{name = "auto_select", tasks = tasks, policies = rows, quick = quick,
+                                   title = "Automatic selection on the Fashion-MNIST shift suites"}
 
 -- the cross-validated best block: per task and seed, the block row whose selected run has
 -- the best validation accuracy (ties: the earlier block), its test accuracy reported

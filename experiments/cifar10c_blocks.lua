@@ -52,8 +52,8 @@ local function fmnist_tasks()
       suite = sf.data.suites.fmnist_c,
       options = {corruption = c, severity = 5, n_per_class = 10, n_test_per_class = 100,
                  n_source_per_class = quick and 200 or 1000},
-      arch = {"resnet", {depth = 8, block = "preact", in_channels = 1, classes = 10}},
-      pretrain = {epochs = quick and 1 or 5, lr = 0.05, batch = 128},
+      arch = paper.fmnist_arch(10),
+      pretrain = paper.fmnist_pretrain(quick),
     }
   end
   return out
@@ -62,13 +62,5 @@ end
 local real = pcall(sf.data.cifar10, {split = "test"})
 local tasks = real and cifar_tasks() or fmnist_tasks()
 
-sf.experiment{
-  name = "cifar10c_blocks" .. (quick and "_quick" or ""),
-  title = real and "CIFAR-10-C (severity 5)" or "Fashion-MNIST-C (severity 5)",
-  tasks = tasks,
-  policies = paper.resnet_rows(),
-  lrs = quick and {1e-3} or {1e-2, 1e-3, 1e-4},
-  seeds = quick and {0} or {0, 1, 2},
-  epochs = quick and 2 or 15,
-  test = "best", -- test accuracy only where validation improves: the selected numbers, fewer passes
-}:run()
+paper.fmnist_experiment{name = "cifar10c_blocks", tasks = tasks, quick = quick,
+                       title = real and "CIFAR-10-C (severity 5)" or "Fashion-MNIST-C (severity 5)"}

@@ -12,17 +12,9 @@ local task = paper.suite_task{
   name = "FMNIST-Subpop",
   suite = sf.data.suites.fmnist_subpop,
   options = {n_per_class = 30, n_test_per_class = 300, n_source_per_class = quick and 600 or 3000},
-  arch = {"resnet", {depth = 8, block = "preact", in_channels = 1, classes = 3}},
-  pretrain = {epochs = quick and 1 or 5, lr = 0.05, batch = 128},
+  arch = paper.fmnist_arch(3),
+  pretrain = paper.fmnist_pretrain(quick),
 }
 
-sf.experiment{
-  name = "subpop_blocks" .. (quick and "_quick" or ""),
-  title = "Fashion-MNIST superclasses, unseen subclasses (feature-level shift)",
-  tasks = {task},
-  policies = paper.resnet_rows(),
-  lrs = quick and {1e-3} or {1e-2, 1e-3, 1e-4},
-  seeds = quick and {0} or {0, 1, 2},
-  epochs = quick and 2 or 15,
-  test = "best", -- test accuracy only where validation improves: the selected numbers, fewer passes
-}:run()
+paper.fmnist_experiment{name = "subpop_blocks", tasks = {task}, quick = quick,
+                       title = "Fashion-MNIST superclasses, unseen subclasses (feature-level shift)"}
