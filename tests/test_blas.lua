@@ -4,24 +4,8 @@
 local lu = require "luaunit"
 local sf = require "surgft"
 
--- max |a - b| over nested tables of equal shape (fails on a shape mismatch)
-local function maxdiff(a, b)
-  if type(a) == "number" then
-    lu.assertEquals(type(b), "number")
-    return math.abs(a - b)
-  end
-  lu.assertEquals(#a, #b)
-  local m = 0
-  for i = 1, #a do m = math.max(m, maxdiff(a[i], b[i])) end
-  return m
-end
-
-local function assert_close(t, expected, tol)
-  local got = sf.is_tensor(t) and t:totable() or t
-  local want = sf.is_tensor(expected) and expected:totable() or expected
-  local d = maxdiff(got, want)
-  lu.assertTrue(d <= (tol or 1e-5), string.format("max difference %g > %g", d, tol or 1e-5))
-end
+local util = require "testutil"
+local assert_close = util.assert_close
 
 -- the product of two 2-D tensors, computed in Lua from their elements (the reference)
 local function naive(a, b)

@@ -8,26 +8,14 @@ local ok_nn, nn = pcall(require, "surgft.nn.module") -- the module layer may not
 
 -- ---- helpers ----
 
-local tmpdir = os.tmpname()
-os.remove(tmpdir)
-assert(os.execute("mkdir -p '" .. tmpdir .. "'"))
+local util = require "testutil"
+local tmpdir = util.tmpdir()
 
 local function path(name) return tmpdir .. "/" .. name end
 
-local function write(name, bytes)
-  local p = path(name)
-  local f = assert(io.open(p, "wb"))
-  f:write(bytes)
-  f:close()
-  return p
-end
+local function write(name, bytes) return util.spit(path(name), bytes) end
 
-local function slurp(p)
-  local f = assert(io.open(p, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = util.slurp
 
 -- names of the files in tmpdir
 local function listing()

@@ -9,26 +9,14 @@ local FMNIST = os.getenv("SURGFT_FMNIST") or "/usr/share/datasets/fashion-mnist"
 
 -- ---- helpers ----
 
-local tmpdir = os.tmpname()
-os.remove(tmpdir)
-assert(os.execute("mkdir -p '" .. tmpdir .. "'"))
+local util = require "testutil"
+local tmpdir = util.tmpdir()
 
 local function path(name) return tmpdir .. "/" .. name end
 
-local function write(name, bytes)
-  local p = path(name)
-  local f = assert(io.open(p, "wb"))
-  f:write(bytes)
-  f:close()
-  return p
-end
+local function write(name, bytes) return util.spit(path(name), bytes) end
 
-local function slurp(p)
-  local f = assert(io.open(p, "rb"))
-  local s = f:read("a")
-  f:close()
-  return s
-end
+local slurp = util.slurp
 
 local function exists(p)
   local f = io.open(p, "rb")
