@@ -163,6 +163,12 @@ function Experiment:run()
   local print = self.verbose and print or function() end
   print(string.format("experiment %s: %d tasks x %d policies x %d seeds x %d learning rates = %d cells -> %s",
     self.name, #self.tasks, #self.policies, #self.seeds, #self.lrs, #cells, self.dir))
+  -- cells left to compute after cell i (for the ETA): those without a saved result
+  local left_after, left = {}, 0
+  for i = #cells, 1, -1 do
+    left_after[i] = left
+    if not (self.resume and read_file(self:cell_path(cells[i]))) then left = left + 1 end
+  end
   for i, c in ipairs(cells) do
     local path = self:cell_path(c)
     local key = self:cell_key(c)
@@ -193,10 +199,7 @@ function Experiment:run()
       res.skipped = true
     end
     results[i] = res
-    local remaining = 0
-    for j = i + 1, #cells do
-      if not (self.resume and read_file(self:cell_path(cells[j]))) then remaining = remaining + 1 end
-    end
+    local remaining = left_after[i]
     local eta = computed > 0 and computed_seconds / computed * remaining or (remaining == 0 and 0 or 0 / 0)
     if self.verbose then progress(i, #cells, eta, what .. (res.skipped and " (done before)" or ""), tty) end
   end

@@ -271,6 +271,8 @@ end
 function Ctx:grad_norms()
   if self._cache.norms then return self._cache.norms end
   local model, out, nb = self.model, {}, 0
+  local value_norm = {} -- the parameters do not move while statistics are gathered
+  for _, rec in ipairs(model:parameters()) do value_norm[rec.name] = K.stats(rec.value).norm end
   with_all_trainable(model, function()
     each_batch(self, function(x, y)
       nb = nb + 1
@@ -279,18 +281,17 @@ function Ctx:grad_norms()
       local _, d = self._loss(logits, y)
       model:backward(x, d, false)
       for _, rec in ipairs(model:parameters()) do
-        local g, v = K.stats(rec.grad), K.stats(rec.value)
-        local e = out[rec.name] or {grad = 0, value = 0, rgn = 0, max_abs = 0, nan = 0, inf = 0}
+        local g, vn = K.stats(rec.grad), value_norm[rec.name]
+        local e = out[rec.name] or {grad = 0, value = vn, rgn = 0, max_abs = 0, nan = 0, inf = 0}
         e.grad = e.grad + g.norm
-        e.value = e.value + v.norm
-        e.rgn = e.rgn + (v.norm > 0 and g.norm / v.norm or 0)
+        e.rgn = e.rgn + (vn > 0 and g.norm / vn or 0)
         e.max_abs = math.max(e.max_abs, g.max_abs)
         e.nan, e.inf = e.nan + g.nan, e.inf + g.inf
         out[rec.name] = e
       end
     end)
   end)
-  for _, e in pairs(out) do e.grad, e.value, e.rgn = e.grad / nb, e.value / nb, e.rgn / nb end
+  for _, e in pairs(out) do e.grad, e.rgn = e.grad / nb, e.rgn / nb end
   self._cache.norms = out
   return out
 end
