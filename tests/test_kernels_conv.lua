@@ -175,6 +175,13 @@ local CASES = {
   {x = {2, 3, 5, 5}, w = {2, 3, 1, 1}, stride = 2, pad = 0, bias = false},
   {x = {2, 2, 4, 4}, w = {3, 2, 4, 4}, stride = 3, pad = 1, bias = true},
   {x = {5, 2, 3, 3}, w = {2, 2, 3, 3}, stride = 1, pad = 0, bias = false},
+  -- the direct (stride-1) path: full register tiles and remainder channels, several
+  -- tiles per image, no padding, non-square kernels and paddings, large kernels
+  {x = {2, 6, 12, 10}, w = {11, 6, 3, 3}, stride = 1, pad = 1, bias = true},
+  {x = {3, 3, 10, 9}, w = {9, 3, 3, 3}, stride = 1, pad = 0, bias = false},
+  {x = {2, 4, 9, 11}, w = {8, 4, 5, 3}, stride = 1, pad = {2, 1}, bias = true},
+  {x = {1, 2, 20, 20}, w = {17, 2, 3, 3}, stride = 1, pad = 1, bias = false},
+  {x = {2, 3, 8, 8}, w = {16, 3, 7, 7}, stride = 1, pad = 3, bias = true},
 }
 
 function TestConv2d:test_forward_against_naive()

@@ -29,6 +29,8 @@
 float *sf_scratch(size_t n);
 /* a second, independent scratch buffer for kernels that need two */
 float *sf_scratch2(size_t n);
+/* a third one, for data the calling thread prepares for all parts (packed weights) */
+float *sf_scratch3(size_t n);
 /* Frees the calling thread's scratch buffers (they regrow on demand). */
 void sf_scratch_release(void);
 

@@ -12,7 +12,7 @@ typedef struct {
   size_t n;
 } scratch_buf;
 
-static _Thread_local scratch_buf bufs[2];
+static _Thread_local scratch_buf bufs[3];
 
 static float *grow(scratch_buf *b, size_t n) {
   if (n <= b->n && b->p) return b->p;
@@ -37,9 +37,10 @@ static float *grow(scratch_buf *b, size_t n) {
 
 float *sf_scratch(size_t n) { return grow(&bufs[0], n); }
 float *sf_scratch2(size_t n) { return grow(&bufs[1], n); }
+float *sf_scratch3(size_t n) { return grow(&bufs[2], n); }
 
 void sf_scratch_release(void) {
-  for (int i = 0; i < 2; i++) {
+  for (int i = 0; i < 3; i++) {
     free(bufs[i].p);
     bufs[i].p = NULL;
     bufs[i].n = 0;
