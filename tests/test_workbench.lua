@@ -357,4 +357,106 @@ function TestExperiment:test_option_errors()
     {name = "x", tasks = {{name = "T", model = SRC, data = target}}, policies = {P.all()}})
 end
 
+-- ---- curves against a task variable (target_size.lua) and the paper's task helpers ----
+
+TestCurves = {}
+
+local E = require "surgft.experiment"
+
+-- a summary as sf.experiment makes it: task -> policy -> {mean, std}
+local CURVE_SUMMARY = {
+  ["10"] = {A = {mean = 0.80, std = 0.02}, B = {mean = 0.70, std = 0 / 0}},
+  ["1"] = {A = {mean = 0.50, std = 0.10}, B = {mean = 0.60, std = cjson.null}},
+  ["2"] = {A = {mean = 0.55, std = 0.05}, B = {mean = 0.65, std = 0.01}},
+}
+local CURVE_TASKS = {{name = "10", size = 10}, {name = "1", size = 1}, {name = "2", size = 2}}
+
+function TestCurves:test_series_sorted_by_size_in_percent()
+  local s = E.curve_series(CURVE_SUMMARY, CURVE_TASKS, {"B", "A"})
+  lu.assertEquals(#s, 2)
+  lu.assertEquals(s[1].name, "B")
+  lu.assertEquals(s[2].name, "A")
+  lu.assertEquals(s[2].x, {1, 2, 10})
+  for i, v in ipairs{50, 55, 80} do lu.assertAlmostEquals(s[2].y[i], v, 1e-9) end
+  for i, v in ipairs{10, 5, 2} do lu.assertAlmostEquals(s[2].err[i], v, 1e-9) end
+  -- one seed (NaN) or a std read back from results.json (null): no error bar, not NaN
+  lu.assertEquals(s[1].err[1], 0)
+  lu.assertEquals(s[1].err[3], 0)
+  lu.assertAlmostEquals(s[1].err[2], 1, 1e-9)
+  -- x from a function instead of task.size
+  local s2 = E.curve_series(CURVE_SUMMARY, CURVE_TASKS, {"A"}, function(t) return -t.size end)
+  lu.assertEquals(s2[1].x, {-10, -2, -1})
+end
+
+function TestCurves:test_series_errors()
+  lu.assertErrorMsgContains("task #2 (x) has no numeric x", E.curve_series, CURVE_SUMMARY,
+    {{name = "1", size = 1}, {name = "x"}}, {"A"})
+  lu.assertErrorMsgContains("no result for task '1', policy 'C'", E.curve_series, CURVE_SUMMARY, CURVE_TASKS, {"C"})
+end
+
+function TestCurves:test_plot_files_without_gnuplot()
+  local dir = tmpdir()
+  local out = E.plot_curves{results = {summary = CURVE_SUMMARY, dir = dir}, tasks = CURVE_TASKS, labels = {"A", "B"},
+                            title = "toy", xlabel = "images per class", gnuplot = "/nonexistent/gnuplot", quiet = true}
+  lu.assertFalse(out.rendered)
+  lu.assertStrContains(out.message, "gnuplot ('/nonexistent/gnuplot') not found")
+  lu.assertEquals(out.dat, dir .. "/curves.dat")
+  local dat = io.open(out.dat):read("a")
+  lu.assertStrContains(dat, "# series 0: A\n# x y err\n1 50 10\n2 55 5\n10 80 2\n")
+  lu.assertStrContains(dat, "# series 1: B\n# x y err\n1 60 0\n")
+  local gp = io.open(out.gp):read("a")
+  lu.assertStrContains(gp, "set xtics (1, 2, 10)")
+  lu.assertStrContains(gp, "set logscale x")
+  lu.assertStrContains(gp, "set xrange [0.8:12.5]")
+  lu.assertStrContains(gp, "yerrorlines")
+  os.execute("rm -rf " .. dir)
+end
+
+TestPaper = {}
+
+local paper = require "surgft.paper"
+
+function TestPaper:test_pick_rows()
+  local rows = paper.pick_rows{"Last layer", "Block 1"}
+  lu.assertEquals(#rows, 2)
+  lu.assertEquals(rows[1][1], "Last layer")
+  lu.assertEquals(rows[1][2].name, "last_layer")
+  lu.assertEquals(rows[2][2].name, "blocks(block1,stem)")
+  lu.assertErrorMsgContains("paper.pick_rows: no row 'Block 9' (rows: No fine-tuning, All, Block 1", paper.pick_rows,
+    {"Block 9"})
+end
+
+local have_fmnist = io.open("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz", "rb")
+if have_fmnist then have_fmnist:close() end
+
+function TestPaper:test_size_tasks_share_source_and_evaluation_sets()
+  if not have_fmnist then lu.skip("dataset-fashion-mnist is not installed") end
+  local saved = print
+  print = function() end -- suite_task reports the source model's accuracy
+  local ok, tasks = pcall(paper.size_tasks, {
+    name = "toy sizes", sizes = {1, 3}, suite = sf.data.suites.fmnist_c,
+    options = {corruption = "contrast", severity = 3, n_test_per_class = 4, n_val_per_class = 2,
+               n_source_per_class = 3, n_source_val_per_class = 1},
+    arch = {"mlp", {sizes = {784, 8, 10}}},
+    pretrain = {epochs = 1, lr = 0.05, batch = 16, cache = false, verbose = false}})
+  print = saved
+  lu.assertTrue(ok, tostring(tasks))
+  lu.assertEquals(#tasks, 2)
+  lu.assertEquals({tasks[1].name, tasks[2].name, tasks[1].size, tasks[2].size}, {"1", "3", 1, 3})
+  lu.assertIs(tasks[2].model, tasks[1].model)
+  lu.assertEquals(tasks[2].key, tasks[1].key)
+  for _, seed in ipairs{0, 1} do
+    local a, b = tasks[1].data(seed), tasks[2].data(seed)
+    lu.assertEquals(a.train:size(), 10)
+    lu.assertEquals(b.train:size(), 30)
+    -- the same test and validation images at every size: only the training set grows
+    lu.assertEquals(a.test.meta.index, b.test.meta.index)
+    lu.assertEquals(a.val.meta.index, b.val.meta.index)
+    lu.assertEquals(a.test.x:sub(b.test.x):abs():max(), 0)
+  end
+  lu.assertNotEquals(tasks[1].data(0).test.meta.index, tasks[1].data(1).test.meta.index)
+  lu.assertErrorMsgContains("sizes[2] must be a positive integer, got 0", paper.size_tasks, {sizes = {1, 0}})
+  lu.assertErrorMsgContains("sizes must be a non-empty list", paper.size_tasks, {sizes = {}})
+end
+
 os.exit(lu.LuaUnit.run())

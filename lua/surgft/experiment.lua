@@ -410,5 +410,62 @@ function Experiment:figure(summary)
             ylabel = "accuracy - " .. self.baseline .. " (points)", groups = groups}
 end
 
+-- ---- curves: accuracy against a task variable ----
+
+-- curve_series(summary, tasks, labels[, x]) -> plot.lines series, one per policy label:
+-- x = the task's x value (x(task), or task.size when x is absent), y = mean test accuracy
+-- (%), err = its std over seeds (0 with one seed, where there is no spread to draw).
+-- Tasks are sorted by x; a task without a number for x is an error.
+function E.curve_series(summary, tasks, labels, x)
+  local xof = x or function(t) return t.size end
+  local pts = {}
+  for i, t in ipairs(tasks) do
+    local v = xof(t)
+    if type(v) ~= "number" then
+      error(string.format("experiment.curve_series: task #%d (%s) has no numeric x (got %s)", i, tostring(t.name),
+        tostring(v)), 2)
+    end
+    pts[#pts + 1] = {x = v, name = t.name}
+  end
+  table.sort(pts, function(a, b) return a.x < b.x end)
+  local series = {}
+  for _, label in ipairs(labels) do
+    local s = {name = label, x = {}, y = {}, err = {}}
+    for _, p in ipairs(pts) do
+      local e = summary[p.name] and summary[p.name][label]
+      if not e then
+        error(string.format("experiment.curve_series: no result for task '%s', policy '%s'", p.name, label), 2)
+      end
+      s.x[#s.x + 1] = p.x
+      s.y[#s.y + 1] = 100 * e.mean
+      local sd = e.std -- NaN with one seed; null (cjson.null) in a summary read back from results.json
+      s.err[#s.err + 1] = type(sd) == "number" and sd == sd and 100 * sd or 0
+    end
+    series[#series + 1] = s
+  end
+  return series
+end
+
+-- plot_curves{results = exp:run()'s result, tasks, labels, x, path (default
+-- <results.dir>/<name>), name = "curves", title, xlabel, ylabel, logx = true, gnuplot,
+-- quiet} -> plot.lines' result: accuracy against x with error bars over seeds, written
+-- as PNG + PDF with the .gp script and .dat data beside them (only those two without gnuplot)
+function E.plot_curves(o)
+  local series = E.curve_series(o.results.summary, o.tasks, o.labels, o.x)
+  local path = o.path or (o.results.dir .. "/" .. (o.name or "curves"))
+  -- a tic at every x value, and some room at both ends (the error bars' whiskers)
+  local xs, tics = series[1].x, {}
+  for i, v in ipairs(xs) do tics[i] = string.format("%g", v) end
+  local logx = o.logx ~= false
+  local lo, hi = xs[1], xs[#xs]
+  local pad = logx and 1.25 or 0.05 * math.max(hi - lo, 1)
+  local xrange = logx and {lo / pad, hi * pad} or {lo - pad, hi + pad}
+  local out = require("surgft.plot").lines{path = path, title = o.title, xlabel = o.xlabel, ylabel = o.ylabel or
+    "target test accuracy (%)", logx = logx, series = series, gnuplot = o.gnuplot, quiet = o.quiet,
+    key = o.key, xrange = xrange, extra = {"set xtics (" .. table.concat(tics, ", ") .. ")"}}
+  out.series = series
+  return out
+end
+
 E.Experiment = Experiment
 return E

@@ -49,15 +49,73 @@ function paper.suite_task(o)
   local model, info = sf.pretrain(pre)
   print(string.format("%s: source model val accuracy %.2f%%%s", o.name, 100 * (info.val or 0 / 0),
     info.cached and " (cached)" or ""))
-  local first = suite.target
-  local function target(seed)
-    if seed == 0 then return first end
+  return {name = o.name, model = model, data = paper.suite_targets(o.suite, opts, suite.target), info = suite.info,
+          key = info.path:match("[^/]*$")}
+end
+
+-- suite_targets(suite, options[, first]) -> function(seed) -> the suite's target splits
+-- built with these options at that seed (first: the already built target of seed 0)
+function paper.suite_targets(suite, opts, first)
+  return function(seed)
+    if seed == 0 and first then return first end
     local so = {}
     for k, v in pairs(opts) do so[k] = v end
     so.seed = seed
-    return o.suite(so).target
+    return suite(so).target
   end
-  return {name = o.name, model = model, data = target, info = suite.info, key = info.path:match("[^/]*$")}
+end
+
+-- size_tasks{name =, suite =, options = {...}, sizes = {1, 2, 5, ...}, arch =, pretrain =,
+--            cache_name =} -> one experiment task per target size (training images per
+-- class, the suite's n_per_class), all sharing one source model. A task is named by its
+-- size ("1", "2", ...) so an experiment's table has one column per size, and carries
+-- .size for curves against it (sf.experiment.plot_curves). The suites cut the target test
+-- and validation sets before the training set, so for one seed every size is evaluated
+-- on the same test and validation images; only the training set grows.
+function paper.size_tasks(o)
+  if type(o.sizes) ~= "table" or #o.sizes == 0 then error("paper.size_tasks: sizes must be a non-empty list", 2) end
+  for i, n in ipairs(o.sizes) do
+    if math.type(n) ~= "integer" or n < 1 then
+      error(string.format("paper.size_tasks: sizes[%d] must be a positive integer, got %s", i, tostring(n)), 2)
+    end
+  end
+  local tasks = {}
+  for i, n in ipairs(o.sizes) do
+    local opts = {}
+    for k, v in pairs(o.options or {}) do opts[k] = v end
+    opts.n_per_class = n
+    local t
+    if i == 1 then
+      -- the first size pre-trains (or loads) the source model; the source split does not
+      -- depend on n_per_class, so the others share it
+      t = paper.suite_task{name = o.name or "target sizes", suite = o.suite, options = opts, arch = o.arch,
+                           pretrain = o.pretrain, cache_name = o.cache_name}
+      t.name = tostring(n)
+    else
+      opts.seed = 0
+      t = {name = tostring(n), model = tasks[1].model, key = tasks[1].key, info = tasks[1].info,
+           data = paper.suite_targets(o.suite, opts)}
+    end
+    t.size = n
+    tasks[i] = t
+  end
+  return tasks
+end
+
+-- pick_rows(labels[, rows = resnet_rows()]) -> the rows with these labels, in this order
+function paper.pick_rows(labels, rows)
+  rows = rows or paper.resnet_rows()
+  local by, out = {}, {}
+  for _, r in ipairs(rows) do by[r[1]] = r end
+  for i, l in ipairs(labels) do
+    if not by[l] then
+      local have = {}
+      for _, r in ipairs(rows) do have[#have + 1] = r[1] end
+      error(string.format("paper.pick_rows: no row '%s' (rows: %s)", tostring(l), table.concat(have, ", ")), 2)
+    end
+    out[i] = by[l]
+  end
+  return out
 end
 
 -- The Fashion-MNIST protocol shared by the suite experiments: a pre-activation ResNet-8
@@ -70,14 +128,15 @@ end
 function paper.fmnist_pretrain(quick) return {epochs = quick and 1 or 5, lr = 0.05, batch = 128} end
 
 -- fmnist_experiment{name =, title =, tasks = {...}, policies = rows (default resnet_rows),
---                   quick = bool} -> the results of sf.experiment(...):run()
+--                   quick = bool, lrs = {...} (default 1e-2, 1e-3, 1e-4)}
+-- -> the results of sf.experiment(...):run()
 function paper.fmnist_experiment(o)
   return sf.experiment{
     name = o.name .. (o.quick and "_quick" or ""),
     title = o.title,
     tasks = o.tasks,
     policies = o.policies or paper.resnet_rows(),
-    lrs = o.quick and {1e-3} or {1e-2, 1e-3, 1e-4},
+    lrs = o.quick and {1e-3} or o.lrs or {1e-2, 1e-3, 1e-4},
     seeds = o.quick and {0} or {0, 1, 2},
     epochs = o.quick and 2 or 15,
     test = "best", -- test accuracy only where validation improves: the selected numbers, fewer passes
