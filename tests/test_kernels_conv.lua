@@ -182,6 +182,9 @@ local CASES = {
   {x = {2, 4, 9, 11}, w = {8, 4, 5, 3}, stride = 1, pad = {2, 1}, bias = true},
   {x = {1, 2, 20, 20}, w = {17, 2, 3, 3}, stride = 1, pad = 1, bias = false},
   {x = {2, 3, 8, 8}, w = {16, 3, 7, 7}, stride = 1, pad = 3, bias = true},
+  {x = {2, 5, 24, 20}, w = {7, 5, 3, 3}, stride = 1, pad = 0, bias = true},
+  -- strided 1x1 (the shortcut path): full and remainder channel tiles
+  {x = {3, 9, 11, 13}, w = {12, 9, 1, 1}, stride = {2, 3}, pad = 0, bias = true},
 }
 
 function TestConv2d:test_forward_against_naive()
@@ -235,35 +238,46 @@ end
 -- thread, and a thread count must give the same bits every time.
 function TestConv2d:test_threads_agree()
   local rng = sf.rng(15)
-  local xs, ws = {13, 8, 12, 12}, {6, 8, 3, 3}
-  local x, w, b = randn(xs, rng), randn(ws, rng), randn({6}, rng)
-  local want = ref_conv(flat(x), xs, flat(w), ws, flat(b), 1, 1)
-  local g = randn({13, 6, 12, 12}, rng)
-  local rdx, rdw, rdb = ref_conv_grads(flat(g), flat(x), xs, flat(w), ws, 1, 1)
-  local n0 = sf.threads()
-  local function run()
-    local out = K.conv2d_forward(x, w, b, 1, 1)
-    local dx = K.conv2d_backward_input(g, w, x, 1, 1)
-    local dw, db = K.conv2d_backward_weight(g, x, sf.zeros(ws), sf.zeros{6}, 1, 1)
-    return {flat(out), flat(dx), flat(dw), flat(db)}
-  end
-  local one
-  for _, t in ipairs{1, 2, 3, 2} do
-    sf.set_threads(t)
-    local r = run()
-    sf.set_threads(n0)
-    assert_near(r[1], want, 1e-5, t .. " threads: forward")
-    assert_near(r[2], rdx, 1e-5, t .. " threads: dinp")
-    assert_near(r[3], rdw, 1e-4, t .. " threads: dweight")
-    assert_near(r[4], rdb, 1e-5, t .. " threads: dbias")
-    if t == 1 then one = r end
-    assert_near(r[1], one[1], 1e-6, t .. " threads vs 1: forward")
-    assert_near(r[2], one[2], 1e-6, t .. " threads vs 1: dinp")
-    assert_near(r[3], one[3], 1e-5, t .. " threads vs 1: dweight")
-    sf.set_threads(t)
-    local again = run()
-    sf.set_threads(n0)
-    for i = 1, 4 do lu.assertEquals(again[i], r[i], t .. " threads: repeatable") end
+  -- im2col weight gradient with direct forward/input gradient; every path direct; the
+  -- strided 1x1 path; the im2col path (stride 2)
+  local geoms = {
+    {xs = {13, 8, 12, 12}, ws = {6, 8, 3, 3}, stride = 1, pad = 1},
+    {xs = {9, 3, 20, 20}, ws = {10, 3, 3, 3}, stride = 1, pad = 1},
+    {xs = {11, 16, 40, 40}, ws = {24, 16, 1, 1}, stride = 2, pad = 0},
+    {xs = {7, 4, 11, 11}, ws = {5, 4, 3, 3}, stride = 2, pad = 1},
+  }
+  for gi, geo in ipairs(geoms) do
+    local xs, ws, st, pd = geo.xs, geo.ws, geo.stride, geo.pad
+    local x, w, b = randn(xs, rng), randn(ws, rng), randn({ws[1]}, rng)
+    local want, oshape = ref_conv(flat(x), xs, flat(w), ws, flat(b), st, pd)
+    local g = randn(oshape, rng)
+    local rdx, rdw, rdb = ref_conv_grads(flat(g), flat(x), xs, flat(w), ws, st, pd)
+    local n0 = sf.threads()
+    local function run()
+      local out = K.conv2d_forward(x, w, b, st, pd)
+      local dx = K.conv2d_backward_input(g, w, x, st, pd)
+      local dw, db = K.conv2d_backward_weight(g, x, sf.zeros(ws), sf.zeros{ws[1]}, st, pd)
+      return {flat(out), flat(dx), flat(dw), flat(db)}
+    end
+    local one
+    for _, t in ipairs{1, 2, 3, 2} do
+      local tag = string.format("geometry %d, %d threads", gi, t)
+      sf.set_threads(t)
+      local r = run()
+      sf.set_threads(n0)
+      assert_near(r[1], want, 1e-5, tag .. ": forward")
+      assert_near(r[2], rdx, 1e-5, tag .. ": dinp")
+      assert_near(r[3], rdw, 1e-4, tag .. ": dweight")
+      assert_near(r[4], rdb, 1e-5, tag .. ": dbias")
+      if t == 1 then one = r end
+      assert_near(r[1], one[1], 1e-6, tag .. " vs 1: forward")
+      assert_near(r[2], one[2], 1e-6, tag .. " vs 1: dinp")
+      assert_near(r[3], one[3], 1e-5, tag .. " vs 1: dweight")
+      sf.set_threads(t)
+      local again = run()
+      sf.set_threads(n0)
+      for i = 1, 4 do lu.assertEquals(again[i], r[i], tag .. ": repeatable") end
+    end
   end
 end
 

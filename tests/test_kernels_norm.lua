@@ -233,6 +233,62 @@ function TestBatchNorm:test_gradcheck_fixed_stats()
   end
 end
 
+-- BatchNorm + ReLU in one pass (relu = true, then relu_out to the backward): the same
+-- numbers as the two kernels one after the other, in every mode, and a gradient check
+function TestBatchNorm:test_fused_relu_matches_separate()
+  local rng = sf.rng(9)
+  local x = sf.randn({4, 5, 3, 3}, rng)
+  local g, b = sf.randn({5}, rng), sf.randn({5}, rng)
+  local rm, rv = sf.randn({5}, rng), sf.rand({5}, rng) + 0.5
+  local dy = sf.randn({4, 5, 3, 3}, rng)
+  for _, mode in ipairs{"train", "eval"} do
+    local out, mean, invstd, fused, fmean, finvstd
+    local rm1, rv1, rm2, rv2 = rm:clone(), rv:clone(), rm:clone(), rv:clone()
+    if mode == "train" then
+      out, mean, invstd = K.batchnorm_forward_train(x, g, b, rm1, rv1)
+      fused, fmean, finvstd = K.batchnorm_forward_train(x, g, b, rm2, rv2, 0.1, EPS, nil, true)
+      lu.assertEquals(flat(rm2), flat(rm1), "running mean")
+      lu.assertEquals(flat(rv2), flat(rv1), "running var")
+    else
+      out, invstd = K.batchnorm_forward_eval(x, g, b, rm, rv)
+      fused, finvstd = K.batchnorm_forward_eval(x, g, b, rm, rv, EPS, nil, true)
+      mean, fmean = rm, rm
+    end
+    local relu = K.relu_forward(out)
+    lu.assertEquals(flat(fused), flat(relu), mode .. ": forward")
+    lu.assertTrue(flat(fused)[1] >= 0)
+    lu.assertEquals(flat(finvstd), flat(invstd), mode .. ": invstd")
+    local bs = mode == "train"
+    local dg1, db1, dg2, db2 = sf.zeros(5), sf.zeros(5), sf.zeros(5), sf.zeros(5)
+    local want = K.batchnorm_backward(K.relu_backward(dy, relu), x, g, mean, invstd, true, dg1, db1, bs)
+    local got = K.batchnorm_backward(dy, x, g, fmean, finvstd, true, dg2, db2, bs, 1, fused)
+    assert_close(got, want, 1e-5, mode .. ": dinp")
+    assert_close(dg2, dg1, 1e-5, mode .. ": dgamma")
+    assert_close(db2, db1, 1e-5, mode .. ": dbeta")
+    -- the mask matters: without it the gradient differs
+    local unmasked = K.batchnorm_backward(dy, x, g, fmean, finvstd, true, nil, nil, bs)
+    lu.assertTrue(grad_error(flat(want), unmasked) > 1e-2, mode .. ": the mask changes the gradient")
+  end
+  -- finite differences through the fused forward
+  local R = rand_table(x:numel(), rng)
+  local dout = sf.tensor(R):reshape{4, 5, 3, 3}
+  local f = function() return (K.batchnorm_forward_train(x, g, b, nil, nil, 0.1, EPS, nil, true)) end
+  local out, mean, invstd = f()
+  out, mean, invstd = K.batchnorm_forward_train(x, g, b, nil, nil, 0.1, EPS, nil, true)
+  local dg, db = sf.zeros(5), sf.zeros(5)
+  local dinp = K.batchnorm_backward(dout, x, g, mean, invstd, true, dg, db, true, 1, out)
+  assert_grad(numgrad(f, x, R, 1e-3), dinp, "fused dinp", 2e-2)
+  assert_grad(numgrad(f, g, R, 1e-3), dg, "fused dgamma", 2e-2)
+  assert_grad(numgrad(f, b, R, 1e-3), db, "fused dbeta", 2e-2)
+  -- errors: the flag must be a boolean, relu_out must have the input's shape
+  err_contains("batchnorm_forward_train: argument #9 (relu) expected a boolean, got number",
+    K.batchnorm_forward_train, x, g, b, nil, nil, 0.1, EPS, nil, 1)
+  err_contains("batchnorm_forward_eval: argument #8 (relu) expected a boolean, got string",
+    K.batchnorm_forward_eval, x, g, b, rm, rv, EPS, nil, "yes")
+  err_contains("batchnorm_backward: argument #11 (relu_out) has shape [4,5,9], expected [4,5,3,3]",
+    K.batchnorm_backward, dout, x, g, mean, invstd, true, nil, nil, true, 1, sf.zeros(4, 5, 9))
+end
+
 function TestBatchNorm:test_backward_skips_accumulates_and_scales()
   local rng = sf.rng(8)
   local x = sf.randn({4, 2}, rng)

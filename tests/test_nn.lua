@@ -396,6 +396,39 @@ for _, kind in ipairs{"BasicBlock", "PreActBlock"} do
   end
 end
 
+-- BatchNorm + ReLU fused in the blocks (the default) against set_fusion(false): the
+-- same output and gradients, in train and eval modes; fused, the BatchNorm keeps no
+-- output of its own (the pre-activation was never computed), the ReLU does
+for _, kind in ipairs{"BasicBlock", "PreActBlock"} do
+  TestGradBlocks["test_" .. kind .. "_fusion"] = function()
+    local r = sf.rng(91)
+    local m = nn[kind](3, 6, 2, {rng = r})
+    local x, g = sf.randn({4, 3, 8, 8}, r), sf.randn({4, 6, 4, 4}, r)
+    for _, train in ipairs{true, false} do
+      local results = {}
+      for _, fuse in ipairs{true, false} do
+        local c = m:clone():set_fusion(fuse)
+        if train then c:training() else c:evaluate() end
+        local y = c:forward(x):clone()
+        lu.assertEquals(c:child("bn1").output == nil, fuse, "bn1.output kept only without fusion")
+        lu.assertNotNil(c:child("relu1").output)
+        c:zero_grad()
+        local gx = c:backward(x, g):clone()
+        local grads = {}
+        for _, rec in ipairs(c:parameters()) do grads[rec.name] = rec.grad:clone() end
+        results[fuse] = {y = y, gx = gx, grads = grads}
+      end
+      local a, b = results[true], results[false]
+      local tag = kind .. (train and " train" or " eval")
+      lu.assertTrue(sf.max((a.y - b.y):abs()) == 0, tag .. ": output")
+      lu.assertTrue(sf.max((a.gx - b.gx):abs()) < 1e-5, tag .. ": input gradient")
+      for name, t in pairs(a.grads) do
+        lu.assertTrue(sf.max((t - b.grads[name]):abs()) < 1e-4, tag .. ": gradient of " .. name)
+      end
+    end
+  end
+end
+
 -- ---- losses ----
 
 TestGradLosses = {}

@@ -77,11 +77,25 @@ local function run_case(case)
 
   if meta.mode == "train" then model:training() else model:evaluate() end
   local x, y = ref.input, ref.target
-  local logits = model:forward(x)
   local smoothing = tonumber(meta.label_smoothing)
-  local loss, d = sf.nn.cross_entropy(logits, y, {label_smoothing = smoothing})
-  model:zero_grad()
-  model:backward(x, d)
+  local running = {}
+  for name, t in pairs(state) do if name:find("running_") then running[name] = t:clone() end end
+  local logits, loss, d
+  local function step()
+    logits = model:forward(x)
+    loss, d = sf.nn.cross_entropy(logits, y, {label_smoothing = smoothing})
+    model:zero_grad()
+    model:backward(x, d)
+  end
+  -- twice: with fused BatchNorm + ReLU (the default), then with fusion off, which keeps
+  -- every submodule's output for the comparison below; both must match the reference
+  local fused = {}
+  step()
+  fused.logits = logits:clone()
+  for _, rec in ipairs(model:parameters()) do fused[rec.name] = rec.grad:clone() end
+  for name, t in pairs(running) do state[name]:copy(t) end -- the first pass updated them
+  model:set_fusion(false)
+  step()
 
   local worst, failures = 0, {}
   local function check(what, ours, r, quiet)
@@ -90,6 +104,8 @@ local function run_case(case)
     if rel > worst then worst = rel end
   end
 
+  check("logits (fused)", fused.logits, ref.logits)
+  for _, rec in ipairs(model:parameters()) do check("grad (fused) " .. rec.name, fused[rec.name], ref["g." .. rec.name], true) end
   check("logits", logits, ref.logits)
   check("loss", sf.full({}, loss), ref.loss)
   for _, rec in ipairs(model:parameters()) do

@@ -179,10 +179,17 @@ static int check_flag(lua_State *L, int arg, const char *fn, const char *name) {
 
 /* ---- BatchNorm ---- */
 
+/* An optional boolean argument (nil/none = false). */
+static int opt_flag(lua_State *L, int arg, const char *fn, const char *name) {
+  if (lua_isnoneornil(L, arg)) return 0;
+  return check_flag(L, arg, fn, name);
+}
+
 /* K.batchnorm_forward_train(input, gamma|nil, beta|nil, running_mean|nil, running_var|nil,
- *                           momentum = 0.1, eps = 1e-5, out|nil) -> out, save_mean, save_invstd */
+ *                           momentum = 0.1, eps = 1e-5, out|nil, relu = false)
+ *   -> out, save_mean, save_invstd (relu: out = max(bn(input), 0) in the same pass) */
 static int k_batchnorm_forward_train(lua_State *L) {
-  lua_settop(L, 8); /* temporaries are pushed above the arguments */
+  lua_settop(L, 9); /* temporaries are pushed above the arguments */
   const char *fn = "batchnorm_forward_train";
   sf_tensor *x = need_tensor(L, 1, fn, "input");
   int64_t N, C, HW;
@@ -208,13 +215,15 @@ static int k_batchnorm_forward_train(lua_State *L) {
     luaL_error(L, "%s: argument #1 (input) has shape %s: batch statistics need more than 1 value per channel", fn,
                sf_tshape(x, buf));
   }
+  const int relu = opt_flag(L, 9, fn, "relu");
   const float *xd = in_data(L, x), *gd = in_data(L, g), *bd = in_data(L, b);
   float *od, *md, *sd;
   int oi = out_arg(L, 8, fn, "out", x->ndim, x->size, NIL_ALLOCATES, "the shape of input", x, &od);
   int mi = new_out(L, 1, cs, &md);
   int si = new_out(L, 1, cs, &sd);
-  sf_batchnorm_forward_train(od, md, sd, rm ? sf_tensor_data(rm) : NULL, rv ? sf_tensor_data(rv) : NULL, xd, gd, bd,
-                             N, C, HW, (float)momentum, (float)eps);
+  (relu ? sf_batchnorm_relu_forward_train : sf_batchnorm_forward_train)(
+      od, md, sd, rm ? sf_tensor_data(rm) : NULL, rv ? sf_tensor_data(rv) : NULL, xd, gd, bd, N, C, HW,
+      (float)momentum, (float)eps);
   push_index(L, oi);
   push_index(L, mi);
   push_index(L, si);
@@ -222,9 +231,10 @@ static int k_batchnorm_forward_train(lua_State *L) {
 }
 
 /* K.batchnorm_forward_eval(input, gamma|nil, beta|nil, running_mean, running_var, eps = 1e-5,
- *                          out|nil) -> out, invstd (1/sqrt(running_var + eps), for backward) */
+ *                          out|nil, relu = false) -> out, invstd (1/sqrt(running_var + eps),
+ *                          for backward) */
 static int k_batchnorm_forward_eval(lua_State *L) {
-  lua_settop(L, 7); /* temporaries are pushed above the arguments */
+  lua_settop(L, 8); /* temporaries are pushed above the arguments */
   const char *fn = "batchnorm_forward_eval";
   sf_tensor *x = need_tensor(L, 1, fn, "input");
   int64_t N, C, HW;
@@ -240,21 +250,25 @@ static int k_batchnorm_forward_eval(lua_State *L) {
   check_eps(L, fn, 6, eps);
   const float *xd = in_data(L, x), *gd = in_data(L, g), *bd = in_data(L, b);
   const float *md = in_data(L, rm), *vd = in_data(L, rv);
+  const int relu = opt_flag(L, 8, fn, "relu");
   float *od, *sd;
   int oi = out_arg(L, 7, fn, "out", x->ndim, x->size, NIL_ALLOCATES, "the shape of input", x, &od);
   int si = new_out(L, 1, cs, &sd);
-  sf_batchnorm_forward_eval(od, sd, xd, gd, bd, md, vd, N, C, HW, (float)eps);
+  (relu ? sf_batchnorm_relu_forward_eval : sf_batchnorm_forward_eval)(od, sd, xd, gd, bd, md, vd, N, C, HW,
+                                                                      (float)eps);
   push_index(L, oi);
   push_index(L, si);
   return 2;
 }
 
 /* K.batchnorm_backward(dout, input, gamma|nil, mean, invstd, dinp, dgamma|nil, dbeta|nil,
- *                      batch_stats, scale = 1) -> dinp|nil
+ *                      batch_stats, scale = 1, relu_out|nil) -> dinp|nil
+ * relu_out: the output of the fused forward (relu = true); dout then counts only where
+ * it is positive (the ReLU's backward in the same pass).
  * mean/invstd: save_mean/save_invstd of the training forward (batch_stats = true), or
  * running_mean and the invstd returned by the eval forward (batch_stats = false). */
 static int k_batchnorm_backward(lua_State *L) {
-  lua_settop(L, 10); /* temporaries are pushed above the arguments */
+  lua_settop(L, 11); /* temporaries are pushed above the arguments */
   const char *fn = "batchnorm_backward";
   sf_tensor *dy = need_tensor(L, 1, fn, "dout");
   sf_tensor *x = need_tensor(L, 2, fn, "input");
@@ -271,11 +285,16 @@ static int k_batchnorm_backward(lua_State *L) {
   float *db = acc_arg(L, 8, fn, "dbeta", 1, cs, "C of input", x);
   int batch_stats = check_flag(L, 9, fn, "batch_stats");
   double scale = opt_number(L, 10, fn, "scale", 1.0);
-  const float *dyd = in_data(L, dy), *xd = in_data(L, x), *gd = in_data(L, g);
+  sf_tensor *ro = opt_tensor(L, 11, fn, "relu_out");
+  if (ro) expect_shape(L, fn, 11, "relu_out", ro, x->ndim, x->size, "the shape of input", x);
+  const float *dyd = in_data(L, dy), *xd = in_data(L, x), *gd = in_data(L, g), *rod = in_data(L, ro);
   const float *md = in_data(L, m), *isd = in_data(L, is);
   float *dxd;
   int di = out_arg(L, 6, fn, "dinp", x->ndim, x->size, NIL_SKIPS, "the shape of input", x, &dxd);
-  sf_batchnorm_backward(dxd, dg, db, dyd, xd, gd, md, isd, N, C, HW, batch_stats, (float)scale);
+  if (rod)
+    sf_batchnorm_relu_backward(dxd, dg, db, dyd, rod, xd, gd, md, isd, N, C, HW, batch_stats, (float)scale);
+  else
+    sf_batchnorm_backward(dxd, dg, db, dyd, xd, gd, md, isd, N, C, HW, batch_stats, (float)scale);
   push_index(L, di);
   return 1;
 }

@@ -368,6 +368,240 @@ static void direct_run(float *out, const float *inp, const float *wp, const floa
   sf_parallel_for(parts, N, direct_part, &d);
 }
 
+/* The weight gradient of a stride-1 3x3 convolution, directly:
+ * dweight[k][c][t] = sum over images and wide positions j of dwide[k][j] * pad[c][j + off[t]],
+ * where dwide is the image's output gradient on the wide grid with zeros in the discarded
+ * columns (so they add nothing). A register tile holds DWK output channels x 9 taps of
+ * vector partial sums over positions; each image's tile is summed across lanes into the
+ * part's float partials. */
+#if SF_DIRECT
+#if defined(__AVX512F__)
+#define DWK 3 /* 27 accumulators of 32 registers */
+#else
+#define DWK 1 /* 9 of 16 */
+#endif
+
+static inline __attribute__((always_inline)) float dvec_sum(dvec v) {
+  float t = 0.0f;
+  for (int i = 0; i < DVW; i++) t += v[i];
+  return t;
+}
+
+/* part[(k*C + c)*9 + t] += sum over j < Jpad of dw[kw][j] * in[j + off[t]] for kw < nk */
+static inline __attribute__((always_inline)) void direct_wtile(float *restrict part, int64_t C, const float *restrict dw,
+                                                               int64_t ldd, const float *restrict in, int64_t Jpad,
+                                                               const int64_t *off, const int nk) {
+  dvec acc[DWK][9];
+  for (int k = 0; k < nk; k++)
+    for (int t = 0; t < 9; t++) acc[k][t] = (dvec){0};
+  for (int64_t j = 0; j < Jpad; j += DVW) {
+    dvec d[DWK];
+    for (int k = 0; k < nk; k++) d[k] = *(const dvec_u *)(dw + k * ldd + j);
+    for (int t = 0; t < 9; t++) {
+      const dvec x = *(const dvec_u *)(in + j + off[t]);
+      for (int k = 0; k < nk; k++) acc[k][t] += d[k] * x;
+    }
+  }
+  for (int k = 0; k < nk; k++)
+    for (int t = 0; t < 9; t++) part[k * C * 9 + t] += dvec_sum(acc[k][t]);
+}
+
+DIRECT_FN void direct_wtile_full(float *restrict part, int64_t C, const float *restrict dw, int64_t ldd,
+                                 const float *restrict in, int64_t Jpad, const int64_t *off) {
+  direct_wtile(part, C, dw, ldd, in, Jpad, off, DWK);
+}
+DIRECT_FN void direct_wtile_one(float *restrict part, int64_t C, const float *restrict dw, int64_t ldd,
+                                const float *restrict in, int64_t Jpad, const int64_t *off) {
+  direct_wtile(part, C, dw, ldd, in, Jpad, off, 1);
+}
+#endif
+
+/* Each image's tiles end in 9*DWK sums across lanes: on small maps (8x8: 5 vectors of
+ * positions per image at 16 lanes) those sums cost as much as the FMAs and im2col + sgemm
+ * is faster (measured: 25 vs 54 GFLOP/cpu-s for 64->64 on 8x8), so the direct weight
+ * gradient needs at least 16 vectors of wide positions per image. */
+static int direct_w_ok(const sf_conv2d_shape *s) {
+#if SF_DIRECT
+  return direct_ok(s) && s->R == 3 && s->S == 3 && s->OH * (s->W + 2 * s->pad_w) >= 16 * DVW;
+#else
+  (void)s;
+  return 0;
+#endif
+}
+
+/* images [n0, n1) into part [K*C*9] (zeroed here); pad, dwide: this thread's scratch */
+static void direct_w_range(float *part, const float *dout, const float *inp, const direct_geom *g, int64_t n0,
+                           int64_t n1, float *pad, float *dwide) {
+#if SF_DIRECT
+  const int64_t C = g->Ci, K = g->Co, plane = g->Hp * g->Wp, Jpad = g->Jpad;
+  int64_t off[9];
+  for (int64_t r = 0; r < 3; r++)
+    for (int64_t q = 0; q < 3; q++) off[r * 3 + q] = r * g->Wp + q;
+  row_zero(part, K * C * 9);
+  for (int64_t n = n0; n < n1; n++) {
+    direct_pad(pad, inp + n * C * g->Hi * g->Wi, g);
+    const float *dn = dout + n * K * g->OH * g->OW;
+    for (int64_t k = 0; k < K; k++) {
+      float *row = dwide + k * Jpad;
+      for (int64_t oh = 0; oh < g->OH; oh++) {
+        row_copy(row + oh * g->Wp, dn + (k * g->OH + oh) * g->OW, g->OW);
+        row_zero(row + oh * g->Wp + g->OW, g->Wp - g->OW);
+      }
+      row_zero(row + g->J, Jpad - g->J);
+    }
+    for (int64_t c = 0; c < C; c++) {
+      int64_t k = 0;
+      for (; k + DWK <= K; k += DWK)
+        direct_wtile_full(part + (k * C + c) * 9, C, dwide + k * Jpad, Jpad, pad + c * plane, Jpad, off);
+      for (; k < K; k++) direct_wtile_one(part + (k * C + c) * 9, C, dwide + k * Jpad, Jpad, pad + c * plane, Jpad, off);
+    }
+  }
+#else
+  (void)part, (void)dout, (void)inp, (void)g, (void)n0, (void)n1, (void)pad, (void)dwide;
+  SF_ASSERT(0);
+#endif
+}
+
+typedef struct {
+  const float *dout, *inp;
+  const direct_geom *g;
+  float *partial[256];
+} direct_w_ctx;
+
+static void direct_w_part(void *ctx, int64_t lo, int64_t hi, int part) {
+  direct_w_ctx *d = ctx;
+  const direct_geom *g = d->g;
+  float *pad = sf_scratch((size_t)g->in_floats);
+  float *buf = sf_scratch2((size_t)(g->Co * g->Jpad + g->Co * g->Ci * 9)); /* dwide, then the partials */
+  SF_ASSERT(pad && buf);
+  d->partial[part] = buf + g->Co * g->Jpad;
+  direct_w_range(d->partial[part], d->dout, d->inp, g, lo, hi, pad, buf);
+}
+
+/* ---- strided 1x1 convolutions (ResNet shortcuts) ----
+ * A 1x1 convolution with stride > 1 and no padding is a pointwise product of the
+ * subsampled input: out[n] [K,P] = weight [K,C] @ sub[n] [C,P]. Through im2col + sgemm it
+ * was an sgemm with an inner dimension of C (16-32) over a very long N, at a few GFLOP/s;
+ * here the subsampled planes go through the direct register tiles (one tap), the input
+ * gradient is the transposed product scattered back to the strided positions, and the
+ * weight gradient one small sgemm per image. */
+static int is_strided_pointwise(const sf_conv2d_shape *s) {
+  return SF_DIRECT && s->R == 1 && s->S == 1 && s->pad_h == 0 && s->pad_w == 0 && (s->stride_h > 1 || s->stride_w > 1);
+}
+
+static int64_t spw_jpad(const sf_conv2d_shape *s) {
+#if SF_DIRECT
+  return (s->OH * s->OW + DTILE - 1) / DTILE * DTILE;
+#else
+  (void)s;
+  return 0;
+#endif
+}
+
+/* sub [C, ld] = inp[c][oh*sh][ow*sw], zero in [P, ld) */
+static void spw_gather(float *sub, int64_t ld, const float *img, const sf_conv2d_shape *s) {
+  const int64_t P = s->OH * s->OW;
+  for (int64_t c = 0; c < s->C; c++) {
+    const float *plane = img + c * s->H * s->W;
+    float *dst = sub + c * ld;
+    for (int64_t oh = 0; oh < s->OH; oh++) {
+      const float *row = plane + oh * s->stride_h * s->W;
+      for (int64_t ow = 0; ow < s->OW; ow++) dst[oh * s->OW + ow] = row[ow * s->stride_w];
+    }
+    row_zero(dst + P, ld - P);
+  }
+}
+
+typedef struct {
+  float *out;
+  const float *inp, *dout, *wp, *bias;
+  const sf_conv2d_shape *s;
+  float *partial[256];
+} spw_ctx;
+
+static void spw_tiles(float *wide, const float *in, const float *wp, int64_t Ci, int64_t Co, int64_t Jpad) {
+#if SF_DIRECT
+  const int64_t off[1] = {0};
+  for (int64_t j0 = 0; j0 < Jpad; j0 += DTILE) {
+    int64_t k0 = 0;
+    for (; k0 + DKB <= Co; k0 += DKB) direct_tile_full(wide + k0 * Jpad + j0, Jpad, in + j0, Jpad, wp + k0, Co, Ci, off, 1);
+    for (; k0 < Co; k0++) direct_tile_one(wide + k0 * Jpad + j0, Jpad, in + j0, Jpad, wp + k0, Co, Ci, off, 1);
+  }
+#else
+  (void)wide, (void)in, (void)wp, (void)Ci, (void)Co, (void)Jpad;
+  SF_ASSERT(0);
+#endif
+}
+
+static void spw_fwd_part(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)part;
+  const spw_ctx *d = ctx;
+  const sf_conv2d_shape *s = d->s;
+  const int64_t C = s->C, K = s->K, P = s->OH * s->OW, Jpad = spw_jpad(s);
+  float *sub = sf_scratch((size_t)(C * Jpad)), *wide = sf_scratch2((size_t)(K * Jpad));
+  SF_ASSERT(sub && wide);
+  for (int64_t n = lo; n < hi; n++) {
+    spw_gather(sub, Jpad, d->inp + n * C * s->H * s->W, s);
+    spw_tiles(wide, sub, d->wp, C, K, Jpad);
+    float *o = d->out + n * K * P;
+    for (int64_t k = 0; k < K; k++) {
+      const float bk = d->bias ? d->bias[k] : 0.0f;
+      for (int64_t p = 0; p < P; p++) o[k * P + p] = wide[k * Jpad + p] + bk;
+    }
+  }
+}
+
+static void spw_bwd_input_part(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)part;
+  const spw_ctx *d = ctx;
+  const sf_conv2d_shape *s = d->s;
+  const int64_t C = s->C, K = s->K, P = s->OH * s->OW, Jpad = spw_jpad(s), HW = s->H * s->W;
+  float *g = sf_scratch((size_t)(K * Jpad)), *wide = sf_scratch2((size_t)(C * Jpad));
+  SF_ASSERT(g && wide);
+  for (int64_t n = lo; n < hi; n++) {
+    for (int64_t k = 0; k < K; k++) {
+      row_copy(g + k * Jpad, d->dout + (n * K + k) * P, P);
+      row_zero(g + k * Jpad + P, Jpad - P);
+    }
+    /* dsub [C,P] = weight^T @ dout[n]: the tiles' packed weights [k*C + c] are the weight itself */
+    spw_tiles(wide, g, d->wp, K, C, Jpad);
+    float *img = d->out + n * C * HW;
+    row_zero(img, C * HW);
+    for (int64_t c = 0; c < C; c++)
+      for (int64_t oh = 0; oh < s->OH; oh++) {
+        float *row = img + c * HW + oh * s->stride_h * s->W;
+        const float *src = wide + c * Jpad + oh * s->OW;
+        for (int64_t ow = 0; ow < s->OW; ow++) row[ow * s->stride_w] = src[ow];
+      }
+  }
+}
+
+static void spw_bwd_weight_part(void *ctx, int64_t lo, int64_t hi, int part) {
+  spw_ctx *d = ctx;
+  const sf_conv2d_shape *s = d->s;
+  const int64_t C = s->C, K = s->K, P = s->OH * s->OW, Jpad = spw_jpad(s);
+  float *sub = sf_scratch((size_t)(C * Jpad)), *dw = sf_scratch2((size_t)(K * C));
+  SF_ASSERT(sub && dw);
+  row_zero(dw, K * C);
+  for (int64_t n = lo; n < hi; n++) {
+    spw_gather(sub, Jpad, d->inp + n * C * s->H * s->W, s);
+    /* dw [K,C] += dout[n] [K,P] @ sub^T [P,C] */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(K), BI(C), BI(P), 1.0f, d->dout + n * K * P, BI(P), sub,
+                BI(Jpad), 1.0f, dw, BI(C));
+  }
+  d->partial[part] = dw;
+}
+
+static void spw_run(void (*fn)(void *, int64_t, int64_t, int), spw_ctx *d, int64_t N, int parts) {
+  if (parts == 1) {
+    fn(d, 0, N, 0);
+    return;
+  }
+  sf_blas_serial_begin();
+  sf_parallel_for(parts, N, fn, d);
+  sf_blas_serial_end();
+}
+
 /* ---- parallel structure ----
  * With several threads the images of a batch are split into sf_threads() contiguous
  * ranges, one per thread, and each thread runs the whole im2col -> sgemm -> copy-out
@@ -399,6 +633,13 @@ static void reserve_part(void *ctx, int64_t lo, int64_t hi, int part) {
     if (g.in_floats > n1) n1 = g.in_floats;
     if (f.Co * f.Jpad > n2) n2 = f.Co * f.Jpad;
     if (g.Co * g.Jpad > n2) n2 = g.Co * g.Jpad;
+    if (f.Co * f.Jpad + s->K * s->C * 9 > n2) n2 = f.Co * f.Jpad + s->K * s->C * 9; /* weight gradient */
+  }
+  if (is_strided_pointwise(s)) {
+    const int64_t big = (s->C > s->K ? s->C : s->K) * spw_jpad(s);
+    if (big > n1) n1 = big;
+    if (big > n2) n2 = big;
+    if (s->K * s->C > n2) n2 = s->K * s->C;
   }
   if (!sf_scratch((size_t)n1) || !sf_scratch2((size_t)n2)) fail[part] = 1;
 }
@@ -411,7 +652,7 @@ int sf_conv2d_reserve(const sf_conv2d_shape *s) {
   /* every part reserves its own thread's scratch; a part's sizes are those of a chunk */
   sf_parallel_for(parts, parts, reserve_part, ctx);
   /* the direct path's packed weights: prepared by the calling thread for every part */
-  if (direct_ok(s) && !sf_scratch3((size_t)(s->K * s->C * s->R * s->S)))
+  if ((direct_ok(s) || is_strided_pointwise(s)) && !sf_scratch3((size_t)(s->K * s->C * s->R * s->S)))
     return sf_err("conv2d: out of memory allocating the packed weights");
   for (int p = 0; p < parts && p < 256; p++)
     if (fail[p]) /* the message was set on the failing thread: restate it on this one */
@@ -569,6 +810,15 @@ void sf_conv2d_forward(float *out, const float *inp, const float *weight, const 
     return;
   }
   const int parts = conv_parts(s);
+  if (is_strided_pointwise(s)) {
+    float *wp = sf_scratch3((size_t)(K * C)); /* wp[c*K + k] = weight[k][c] */
+    SF_ASSERT(wp);
+    for (int64_t k = 0; k < K; k++)
+      for (int64_t c = 0; c < C; c++) wp[c * K + k] = weight[k * C + c];
+    spw_ctx d = {.out = out, .inp = inp, .wp = wp, .bias = bias, .s = s};
+    spw_run(spw_fwd_part, &d, N, parts);
+    return;
+  }
   if (direct_ok(s)) {
     /* wp[((c*R + r)*S + q)*K + k] = weight[k][c][r][q] */
     const int64_t T = s->R * s->S;
@@ -605,6 +855,11 @@ void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weigh
     return;
   }
   const int parts = conv_parts(s);
+  if (is_strided_pointwise(s)) {
+    spw_ctx d = {.out = dinp, .dout = dout, .wp = weight, .s = s};
+    spw_run(spw_bwd_input_part, &d, N, parts);
+    return;
+  }
   if (direct_ok(s)) {
     /* a convolution of dout (K channels) with the flipped kernel, channels swapped:
      * wp[((k*R + r)*S + q)*C + c] = weight[k][c][R-1-r][S-1-q] */
@@ -686,8 +941,34 @@ void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, 
                   inp + n * C * HW, BI(P), 1.0f, dweight, BI(C));
     return;
   }
-  conv_ctx c = {.inp = inp, .dout = dout, .s = s};
   const int parts = conv_parts(s);
+  if (is_strided_pointwise(s)) {
+    spw_ctx d = {.inp = inp, .dout = dout, .s = s};
+    spw_run(spw_bwd_weight_part, &d, N, parts);
+    for (int64_t j = 0; j < K * C; j++) {
+      float t = 0.0f;
+      for (int p = 0; p < parts; p++) t += d.partial[p][j];
+      dweight[j] += scale * t;
+    }
+    return;
+  }
+  if (direct_w_ok(s)) {
+    direct_geom g;
+    direct_fwd_geom(&g, s);
+    direct_w_ctx d = {.dout = dout, .inp = inp, .g = &g};
+    if (parts == 1)
+      direct_w_part(&d, 0, N, 0);
+    else
+      sf_parallel_for(parts, N, direct_w_part, &d);
+    /* partial sums added in part order, then scaled: fixed for a given thread count */
+    for (int64_t j = 0; j < K * CRS; j++) {
+      float t = 0.0f;
+      for (int p = 0; p < parts; p++) t += d.partial[p][j];
+      dweight[j] += scale * t;
+    }
+    return;
+  }
+  conv_ctx c = {.inp = inp, .dout = dout, .s = s};
   if (parts == 1) {
     const float *dwt = bwd_weight_range(&c, 0, N);
     for (int64_t k = 0; k < K; k++)

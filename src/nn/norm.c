@@ -53,6 +53,44 @@ static void row_affine(float *y, const float *x, int64_t n, float a, float b) {
   for (int64_t i = 0; i < n; i++) y[i] = x[i] * a + b;
 }
 
+/* y = max(a x + b, 0) over a row (v < 0 rather than v > 0: a NaN stays NaN, as in ReLU) */
+static void row_affine_relu(float *y, const float *x, int64_t n, float a, float b) {
+  for (int64_t i = 0; i < n; i++) {
+    const float v = x[i] * a + b;
+    y[i] = v < 0.0f ? 0.0f : v;
+  }
+}
+
+/* the ReLU's gradient on the fly: dy where the ReLU's output is positive, else 0 */
+static inline float masked(float dy, float y) { return y > 0.0f ? dy : 0.0f; }
+
+static double row_sum_masked(const float *x, const float *m, int64_t n) {
+  float acc[8] = {0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) acc[j] += masked(x[i + j], m[i + j]);
+  double s = 0.0;
+  for (int j = 0; j < 8; j++) s += (double)acc[j];
+  for (; i < n; i++) s += (double)masked(x[i], m[i]);
+  return s;
+}
+
+static double row_dot_centered_masked(const float *dy, const float *m, const float *x, int64_t n, float mean) {
+  float acc[8] = {0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) acc[j] += masked(dy[i + j], m[i + j]) * (x[i + j] - mean);
+  double s = 0.0;
+  for (int j = 0; j < 8; j++) s += (double)acc[j];
+  for (; i < n; i++) s += (double)masked(dy[i], m[i]) * ((double)x[i] - (double)mean);
+  return s;
+}
+
+static void row_affine2_masked(float *y, const float *dy, const float *m, const float *x, int64_t n, float k, float a,
+                               float b) {
+  for (int64_t i = 0; i < n; i++) y[i] = k * masked(dy[i], m[i]) + a * x[i] + b;
+}
+
 /* y = k dy + a x + b over a row: every normalisation backward reduces to this form
  * once the per-row sums are known */
 static void row_affine2(float *y, const float *dy, const float *x, int64_t n, float k, float a, float b) {
@@ -71,10 +109,12 @@ static int channel_parts(int64_t C, int64_t per_channel) {
 typedef struct {
   float *out, *save_mean, *save_invstd, *running_mean, *running_var;
   const float *inp, *gamma, *beta, *mean, *var, *dout;
+  const float *relu_out; /* backward of the fused form: the ReLU's output, else NULL */
   float *dinp, *dgamma, *dbeta;
   int64_t N, C, HW;
   float momentum, eps, scale;
   int batch_stats;
+  int relu; /* forward: apply the ReLU in the same pass */
 } bn_ctx;
 
 static void bn_train_part(void *ctx, int64_t c0, int64_t c1, int part) {
@@ -102,7 +142,11 @@ static void bn_train_part(void *ctx, int64_t c0, int64_t c1, int part) {
     }
     const float a = (float)((q->gamma ? (double)q->gamma[c] : 1.0) * invstd);
     const float b = (q->beta ? q->beta[c] : 0.0f) - mf * a;
-    for (int64_t n = 0; n < N; n++) row_affine(q->out + (n * C + c) * HW, inp + (n * C + c) * HW, HW, a, b);
+    for (int64_t n = 0; n < N; n++)
+      if (q->relu)
+        row_affine_relu(q->out + (n * C + c) * HW, inp + (n * C + c) * HW, HW, a, b);
+      else
+        row_affine(q->out + (n * C + c) * HW, inp + (n * C + c) * HW, HW, a, b);
   }
 }
 
@@ -116,6 +160,17 @@ void sf_batchnorm_forward_train(float *out, float *save_mean, float *save_invstd
   sf_parallel_for(channel_parts(C, N * HW), C, bn_train_part, &q);
 }
 
+void sf_batchnorm_relu_forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
+                                     float *running_var, const float *inp, const float *gamma, const float *beta,
+                                     int64_t N, int64_t C, int64_t HW, float momentum, float eps) {
+  sf_nn_count(SF_K_NORM_FWD);
+  sf_nn_count(SF_K_ACT_FWD);
+  bn_ctx q = {.out = out, .save_mean = save_mean, .save_invstd = save_invstd, .running_mean = running_mean,
+              .running_var = running_var, .inp = inp, .gamma = gamma, .beta = beta, .N = N, .C = C, .HW = HW,
+              .momentum = momentum, .eps = eps, .relu = 1};
+  sf_parallel_for(channel_parts(C, N * HW), C, bn_train_part, &q);
+}
+
 static void bn_eval_part(void *ctx, int64_t c0, int64_t c1, int part) {
   (void)part;
   const bn_ctx *q = ctx;
@@ -125,7 +180,11 @@ static void bn_eval_part(void *ctx, int64_t c0, int64_t c1, int part) {
     if (q->save_invstd) q->save_invstd[c] = (float)invstd;
     const float a = (float)((q->gamma ? (double)q->gamma[c] : 1.0) * invstd);
     const float b = (q->beta ? q->beta[c] : 0.0f) - q->mean[c] * a;
-    for (int64_t n = 0; n < N; n++) row_affine(q->out + (n * C + c) * HW, q->inp + (n * C + c) * HW, HW, a, b);
+    for (int64_t n = 0; n < N; n++)
+      if (q->relu)
+        row_affine_relu(q->out + (n * C + c) * HW, q->inp + (n * C + c) * HW, HW, a, b);
+      else
+        row_affine(q->out + (n * C + c) * HW, q->inp + (n * C + c) * HW, HW, a, b);
   }
 }
 
@@ -135,6 +194,16 @@ void sf_batchnorm_forward_eval(float *out, float *save_invstd, const float *inp,
   sf_nn_count(SF_K_NORM_FWD);
   bn_ctx q = {.out = out, .save_invstd = save_invstd, .inp = inp, .gamma = gamma, .beta = beta, .mean = mean,
               .var = var, .N = N, .C = C, .HW = HW, .eps = eps};
+  sf_parallel_for(channel_parts(C, N * HW), C, bn_eval_part, &q);
+}
+
+void sf_batchnorm_relu_forward_eval(float *out, float *save_invstd, const float *inp, const float *gamma,
+                                    const float *beta, const float *mean, const float *var, int64_t N, int64_t C,
+                                    int64_t HW, float eps) {
+  sf_nn_count(SF_K_NORM_FWD);
+  sf_nn_count(SF_K_ACT_FWD);
+  bn_ctx q = {.out = out, .save_invstd = save_invstd, .inp = inp, .gamma = gamma, .beta = beta, .mean = mean,
+              .var = var, .N = N, .C = C, .HW = HW, .eps = eps, .relu = 1};
   sf_parallel_for(channel_parts(C, N * HW), C, bn_eval_part, &q);
 }
 
@@ -152,8 +221,13 @@ static void bn_backward_part(void *ctx, int64_t c0, int64_t c1, int part) {
     if (need_sums) {
       for (int64_t n = 0; n < N; n++) {
         const int64_t o = (n * C + c) * HW;
-        sdy += row_sum(dout + o, HW);
-        sdyx += row_dot_centered(dout + o, inp + o, HW, m);
+        if (q->relu_out) {
+          sdy += row_sum_masked(dout + o, q->relu_out + o, HW);
+          sdyx += row_dot_centered_masked(dout + o, q->relu_out + o, inp + o, HW, m);
+        } else {
+          sdy += row_sum(dout + o, HW);
+          sdyx += row_dot_centered(dout + o, inp + o, HW, m);
+        }
       }
       sdyx *= is;
     }
@@ -170,7 +244,10 @@ static void bn_backward_part(void *ctx, int64_t c0, int64_t c1, int part) {
     }
     for (int64_t n = 0; n < N; n++) {
       const int64_t o = (n * C + c) * HW;
-      row_affine2(q->dinp + o, dout + o, inp + o, HW, (float)k, a, b);
+      if (q->relu_out)
+        row_affine2_masked(q->dinp + o, dout + o, q->relu_out + o, inp + o, HW, (float)k, a, b);
+      else
+        row_affine2(q->dinp + o, dout + o, inp + o, HW, (float)k, a, b);
     }
   }
 }
@@ -184,6 +261,19 @@ void sf_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float
   /* var carries invstd here */
   bn_ctx q = {.dinp = dinp, .dgamma = dgamma, .dbeta = dbeta, .dout = dout, .inp = inp, .gamma = gamma,
               .mean = mean, .var = invstd, .N = N, .C = C, .HW = HW, .batch_stats = batch_stats, .scale = scale};
+  sf_parallel_for(channel_parts(C, N * HW), C, bn_backward_part, &q);
+}
+
+void sf_batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *relu_out,
+                                const float *inp, const float *gamma, const float *mean, const float *invstd,
+                                int64_t N, int64_t C, int64_t HW, int batch_stats, float scale) {
+  if (!dinp && !dgamma && !dbeta) return;
+  sf_nn_count(SF_K_ACT_BWD);
+  if (dinp) sf_nn_count(SF_K_NORM_BWD_INPUT);
+  if (dgamma || dbeta) sf_nn_count(SF_K_NORM_BWD_AFFINE);
+  bn_ctx q = {.dinp = dinp, .dgamma = dgamma, .dbeta = dbeta, .dout = dout, .relu_out = relu_out, .inp = inp,
+              .gamma = gamma, .mean = mean, .var = invstd, .N = N, .C = C, .HW = HW, .batch_stats = batch_stats,
+              .scale = scale};
   sf_parallel_for(channel_parts(C, N * HW), C, bn_backward_part, &q);
 }
 

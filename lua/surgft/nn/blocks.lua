@@ -7,6 +7,21 @@ return function(nn, sf)
   end
   nn.norm_layer = norm_layer
 
+  -- relu(norm(x)) through the children named norm and relu of self: one pass when the
+  -- norm can take the ReLU in (BatchNorm) and fusion is not switched off
+  -- (Module:set_fusion(false)); the norm's own output is then not kept (nil), the ReLU's is.
+  -- Returns the output and whether it was fused (the backward then skips the ReLU's step).
+  local function norm_relu(self, norm, relu, x)
+    local C = self._children
+    if not self._no_fusion and C[norm].fuses_relu and C[norm]:fuses_relu() and C[relu]:type() == "ReLU" then
+      local h = self:call_child(norm, "forward", x, true)
+      C[relu].output = h
+      return h, true
+    end
+    return self:call_child(relu, "forward", self:call_child(norm, "forward", x)), false
+  end
+  nn.norm_relu = norm_relu
+
   local function shortcut(cin, cout, stride, kind, opts, with_norm)
     if stride == 1 and cin == cout then return nil end
     local s = nn.Sequential()
@@ -35,8 +50,9 @@ return function(nn, sf)
 
   function BasicBlock:forward(x)
     nn.ensure_built(self)
-    local h = x
-    for _, name in ipairs{"conv1", "bn1", "relu1", "conv2", "bn2"} do h = self:call_child(name, "forward", h) end
+    local h = self:call_child("conv1", "forward", x)
+    h, self._s_fused = norm_relu(self, "bn1", "relu1", h)
+    h = self:call_child("bn2", "forward", self:call_child("conv2", "forward", h))
     local s = self._children.shortcut and self:call_child("shortcut", "forward", x) or x
     self._s_sum = h + s
     self.output = self:call_child("relu", "forward", self._s_sum)
@@ -47,8 +63,11 @@ return function(nn, sf)
     if need == false and not self:has_trainable() then self.gradInput = nil; return nil end
     local C = self._children
     local gs = self:call_child("relu", "backward", self._s_sum, g, true)
-    local gb = self:chain_backward({{"conv1", x}, {"bn1", C.conv1.output}, {"relu1", C.bn1.output},
-      {"conv2", C.relu1.output}, {"bn2", C.conv2.output}}, gs, need)
+    local steps = {{"conv1", x}, {"bn1", C.conv1.output}}
+    if not self._s_fused then steps[#steps + 1] = {"relu1", C.bn1.output} end
+    steps[#steps + 1] = {"conv2", C.relu1.output}
+    steps[#steps + 1] = {"bn2", C.conv2.output}
+    local gb = self:chain_backward(steps, gs, need)
     local gsc
     if C.shortcut then
       if need ~= false or C.shortcut:has_trainable() then gsc = self:call_child("shortcut", "backward", x, gs, need) end
@@ -79,9 +98,10 @@ return function(nn, sf)
 
   function PreActBlock:forward(x)
     nn.ensure_built(self)
-    local o = self:call_child("relu1", "forward", self:call_child("bn1", "forward", x))
-    local h = o
-    for _, name in ipairs{"conv1", "bn2", "relu2", "conv2"} do h = self:call_child(name, "forward", h) end
+    local o, h
+    o, self._s_fused1 = norm_relu(self, "bn1", "relu1", x)
+    h, self._s_fused2 = norm_relu(self, "bn2", "relu2", self:call_child("conv1", "forward", o))
+    h = self:call_child("conv2", "forward", h)
     local s = self._children.shortcut and self:call_child("shortcut", "forward", o) or x
     self.output = h + s
     return self.output
@@ -93,14 +113,20 @@ return function(nn, sf)
     local o = C.relu1.output
     -- o's gradient is needed when anything below it trains or the input gradient is wanted
     local need_o = need ~= false or C.bn1:has_trainable()
-    local go = self:chain_backward({{"conv1", o}, {"bn2", C.conv1.output}, {"relu2", C.bn2.output},
-      {"conv2", C.relu2.output}}, g, need_o)
+    local steps = {{"conv1", o}, {"bn2", C.conv1.output}}
+    if not self._s_fused2 then steps[#steps + 1] = {"relu2", C.bn2.output} end
+    steps[#steps + 1] = {"conv2", C.relu2.output}
+    local go = self:chain_backward(steps, g, need_o)
     if C.shortcut and (need_o or C.shortcut:has_trainable()) then
       local gsc = self:call_child("shortcut", "backward", o, g, need_o)
       if need_o then go = go + gsc end
     end
     local gx
-    if need_o then gx = self:chain_backward({{"bn1", x}, {"relu1", C.bn1.output}}, go, need) end
+    if need_o then
+      local first = {{"bn1", x}}
+      if not self._s_fused1 then first[2] = {"relu1", C.bn1.output} end
+      gx = self:chain_backward(first, go, need)
+    end
     if need == false then self.gradInput = nil; return nil end
     if not C.shortcut then gx = gx + g end
     self.gradInput = gx

@@ -177,7 +177,10 @@ return function(nn, sf)
 
   function BatchNorm:mode() return self._mode or (self._train and "train" or "eval") end
 
-  function BatchNorm:forward(input)
+  -- forward(input[, relu]): relu = true returns max(bn(input), 0) from the same pass (the
+  -- blocks use it for a BatchNorm followed by a ReLU); backward then takes the gradient of
+  -- that output and applies the ReLU's mask itself
+  function BatchNorm:forward(input, relu)
     ensure_built(self)
     if input:dim() < 2 or input:size(2) ~= self.c or (self.dims and input:dim() ~= self.dims) then
       error(string.format("%s(%d): input has shape %s, expected %s", self:type(), self.c, shape_str(input),
@@ -185,24 +188,37 @@ return function(nn, sf)
           or ("[N," .. self.c .. ",...]")), 2)
     end
     local mode = self:mode()
+    relu = relu == true
     self._s_batch_stats = mode ~= "eval"
+    self._s_relu = relu or nil
     if mode == "eval" then
       self.output, self._s_invstd = K.batchnorm_forward_eval(input, self.weight, self.bias, self.running_mean,
-        self.running_var, self.eps)
+        self.running_var, self.eps, nil, relu)
       self._s_mean = self.running_mean
     elseif mode == "train" then
       self.output, self._s_mean, self._s_invstd = K.batchnorm_forward_train(input, self.weight, self.bias,
-        self.running_mean, self.running_var, self.momentum, self.eps)
+        self.running_mean, self.running_var, self.momentum, self.eps, nil, relu)
     else -- batch, tent: batch statistics, running statistics untouched
       self.output, self._s_mean, self._s_invstd = K.batchnorm_forward_train(input, self.weight, self.bias, nil, nil,
-        self.momentum, self.eps)
+        self.momentum, self.eps, nil, relu)
+    end
+    if relu then
+      -- the pre-activation is never materialised: output stays empty rather than hold
+      -- what is really the ReLU's output (which the block gives the ReLU); the fused
+      -- output is kept privately for the backward's mask
+      self._s_out, self.output = self.output, nil
+      return self._s_out
     end
     return self.output
   end
 
+  -- a BatchNorm can take the ReLU that follows it into its own pass (see forward)
+  function BatchNorm:fuses_relu() return true end
+
   -- per example n: dgamma_n[c] = sum over positions of dout * xhat, dbeta_n[c] = sum of
   -- dout, with xhat from the statistics of the forward (exactly per-example in eval mode)
   function BatchNorm:moments(input, gradOutput, acc)
+    if self._s_relu then gradOutput = K.relu_backward(gradOutput, self._s_out) end
     local n, c = input:size(1), self.c
     local x, g = input:reshape(n, c, -1), gradOutput:reshape(n, c, -1)
     local hw = x:size(3)
@@ -217,7 +233,7 @@ return function(nn, sf)
     local want = need ~= false
     if not (dw or db or want) then self.gradInput = nil; return nil end
     self.gradInput = K.batchnorm_backward(gradOutput, input, self.weight, self._s_mean, self._s_invstd, want, dw, db,
-      self._s_batch_stats)
+      self._s_batch_stats, 1, self._s_relu and self._s_out or nil)
     if not want then self.gradInput = nil end
     return self.gradInput
   end
