@@ -51,7 +51,7 @@ sf_tensor *sfl_check(lua_State *L, int arg) {
 
 /* Tensor memory lives outside Lua's heap, so Lua's collector cannot see how much garbage
  * dead tensors hold. Before each new result, when the bytes held by live storages exceed
- * 1.5x what survived the last full collection (and at least 128 MB), run a full
+ * 1.25x what survived the last full collection (and at least 128 MB), run a full
  * collection: a training loop's temporaries are then freed about once per step instead
  * of piling up for several steps. The threshold is process-wide, like the byte count. */
 static _Atomic int64_t gc_threshold = (int64_t)128 << 20;
@@ -61,7 +61,7 @@ static void gc_pace(lua_State *L) {
   if (live <= gc_threshold) return;
   lua_gc(L, LUA_GCCOLLECT);
   live = sf_storage_live_bytes();
-  int64_t next = live + live / 2;
+  int64_t next = live + live / 4;
   gc_threshold = next > ((int64_t)128 << 20) ? next : ((int64_t)128 << 20);
 }
 

@@ -54,8 +54,18 @@ return function(nn, sf)
     h, self._s_fused = norm_relu(self, "bn1", "relu1", h)
     h = self:call_child("bn2", "forward", self:call_child("conv2", "forward", h))
     local s = self._children.shortcut and self:call_child("shortcut", "forward", x) or x
-    self._s_sum = h + s
-    self.output = self:call_child("relu", "forward", self._s_sum)
+    local sum = h + s
+    if self._no_fusion then
+      self._s_sum = sum
+      self.output = self:call_child("relu", "forward", sum)
+    else
+      -- the sum is only needed through its ReLU: rectified in place, and bn2's output,
+      -- consumed by the sum (its backward needs its input), is let go
+      local C = self._children
+      sf.kernels.relu_forward(sum, sum)
+      C.relu.output, C.bn2.output = sum, nil
+      self.output = sum
+    end
     return self.output
   end
 

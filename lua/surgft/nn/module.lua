@@ -383,8 +383,13 @@ function Module:chain_backward(steps, g, need)
     end
     if not lo then return nil end
   end
+  local prev
   for i = #steps, lo, -1 do
     g = self:call_child(steps[i][1], "backward", steps[i][2], g, i > lo or need ~= false)
+    -- the gradient the child above produced has been consumed: let it go now rather than
+    -- at clear_state (a step would otherwise hold every layer's input gradient at once)
+    if prev then prev.gradInput = nil end
+    prev = type(steps[i][1]) == "table" and steps[i][1] or self._children[steps[i][1]]
   end
   if need == false then return nil end
   return g
