@@ -399,10 +399,14 @@ end
 -- BatchNorm + ReLU fused in the blocks (the default) against set_fusion(false): the
 -- same output and gradients, in train and eval modes; fused, the BatchNorm keeps no
 -- output of its own (the pre-activation was never computed), the ReLU does
-for _, kind in ipairs{"BasicBlock", "PreActBlock"} do
+local function fusion_seq(r)
+  return nn.Sequential{nn.Conv2d(3, 6, 3, {stride = 2, padding = 1, rng = r}), nn.BatchNorm2d(6), nn.ReLU(),
+                       nn.Conv2d(6, 6, 1, {rng = r}), nn.BatchNorm2d(6), nn.ReLU()}
+end
+for _, kind in ipairs{"BasicBlock", "PreActBlock", "Sequential"} do
   TestGradBlocks["test_" .. kind .. "_fusion"] = function()
     local r = sf.rng(91)
-    local m = nn[kind](3, 6, 2, {rng = r})
+    local m = kind == "Sequential" and fusion_seq(r) or nn[kind](3, 6, 2, {rng = r})
     local x, g = sf.randn({4, 3, 8, 8}, r), sf.randn({4, 6, 4, 4}, r)
     for _, train in ipairs{true, false} do
       local results = {}
@@ -410,8 +414,9 @@ for _, kind in ipairs{"BasicBlock", "PreActBlock"} do
         local c = m:clone():set_fusion(fuse)
         if train then c:training() else c:evaluate() end
         local y = c:forward(x):clone()
-        lu.assertEquals(c:child("bn1").output == nil, fuse, "bn1.output kept only without fusion")
-        lu.assertNotNil(c:child("relu1").output)
+        local bn, relu = c:child(kind == "Sequential" and "1" or "bn1"), c:child(kind == "Sequential" and "2" or "relu1")
+        lu.assertEquals(bn.output == nil, fuse, "the BatchNorm's output is kept only without fusion")
+        lu.assertNotNil(relu.output)
         c:zero_grad()
         local gx = c:backward(x, g):clone()
         local grads = {}

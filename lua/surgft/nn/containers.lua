@@ -21,18 +21,34 @@ return function(nn, sf)
   -- first parametrised child would build itself as a separate model
   local function ensure_built(self) if not self._built then self:build() end end
 
+  -- A BatchNorm directly followed by a ReLU runs as one pass (see Module:set_fusion): the
+  -- ReLU gets the output, the BatchNorm keeps none, and the backward skips the ReLU's step.
   function Sequential:forward(input)
     ensure_built(self)
-    local x = input
-    for i = 1, #self._children do x = self:call_child(i, "forward", x) end
+    local x, C, fused = input, self._children, nil
+    local i = 1
+    while i <= #C do
+      local m, nxt = C[i].module, C[i + 1] and C[i + 1].module
+      if nxt and not self._no_fusion and m.fuses_relu and m:fuses_relu() and nxt:type() == "ReLU" then
+        x = self:call_child(i, "forward", x, true)
+        nxt.output = x
+        fused = fused or {}
+        fused[i + 1] = true
+        i = i + 2
+      else
+        x = self:call_child(i, "forward", x)
+        i = i + 1
+      end
+    end
+    self._s_fused = fused
     self.output = x
     return x
   end
 
   function Sequential:backward(input, gradOutput, need)
-    local steps = {}
+    local steps, fused = {}, self._s_fused or {}
     for i, c in ipairs(self._children) do
-      steps[i] = {c.name, i == 1 and input or self._children[i - 1].module.output}
+      if not fused[i] then steps[#steps + 1] = {c.name, i == 1 and input or self._children[i - 1].module.output} end
     end
     self.gradInput = self:chain_backward(steps, gradOutput, need)
     return self.gradInput
