@@ -183,6 +183,9 @@ local CASES = {
   {x = {1, 2, 20, 20}, w = {17, 2, 3, 3}, stride = 1, pad = 1, bias = false},
   {x = {2, 3, 8, 8}, w = {16, 3, 7, 7}, stride = 1, pad = 3, bias = true},
   {x = {2, 5, 24, 20}, w = {7, 5, 3, 3}, stride = 1, pad = 0, bias = true},
+  -- stride 2 through phase planes (forward): padded and unpadded, odd and even sizes
+  {x = {2, 3, 12, 10}, w = {10, 3, 3, 3}, stride = 2, pad = 1, bias = true},
+  {x = {2, 2, 9, 11}, w = {9, 2, 3, 3}, stride = 2, pad = 0, bias = false},
   -- strided 1x1 (the shortcut path): full and remainder channel tiles
   {x = {3, 9, 11, 13}, w = {12, 9, 1, 1}, stride = {2, 3}, pad = 0, bias = true},
 }

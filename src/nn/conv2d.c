@@ -205,26 +205,44 @@ typedef float dvec_u __attribute__((vector_size(DVW * sizeof(float)), aligned(4)
 #define SF_DIRECT 0
 #endif
 
+/* Stride st > 1 (the forward only) splits the padded plane into st*st phase planes,
+ * phase (a, b) holding the padded values at rows st*i + a and columns st*j + b: tap (r, q)
+ * of output (oh, ow) then reads phase (r % st, q % st) at (oh + r/st, ow + q/st), which is
+ * again a constant offset on a wide grid as wide as a phase plane (Wq). With st = 1 there
+ * is one phase plane, the padded plane itself. */
 typedef struct {
   int64_t Ci, Hi, Wi;  /* the input planes (for the input gradient: dout) */
-  int64_t ph, pw;      /* padding applied to them */
+  int64_t ph, pw, st;  /* padding applied to them, stride */
   int64_t Hp, Wp;      /* padded plane */
+  int64_t Hq, Wq;      /* one phase plane: ceil(Hp / st) x ceil(Wp / st) */
+  int64_t plane, cs;   /* floats per phase plane, per channel (st*st phase planes) */
   int64_t R, S, Co;    /* kernel and output channels */
   int64_t OH, OW;      /* output plane (dense) */
-  int64_t J, Jpad;     /* wide positions, rounded up to whole tiles */
+  int64_t J, Jpad;     /* wide positions OH*Wq, rounded up to whole tiles */
+  int64_t off[64];     /* per tap r*S + q: where it reads, from its channel's start */
   int64_t in_floats;   /* padded image buffer, with slack for the last tile's reads */
 } direct_geom;
 
-static void direct_geom_init(direct_geom *g, int64_t Ci, int64_t Hi, int64_t Wi, int64_t ph, int64_t pw, int64_t R,
-                             int64_t S, int64_t Co) {
-  g->Ci = Ci, g->Hi = Hi, g->Wi = Wi, g->ph = ph, g->pw = pw, g->R = R, g->S = S, g->Co = Co;
+static void direct_geom_init(direct_geom *g, int64_t Ci, int64_t Hi, int64_t Wi, int64_t ph, int64_t pw, int64_t st,
+                             int64_t R, int64_t S, int64_t Co) {
+  g->Ci = Ci, g->Hi = Hi, g->Wi = Wi, g->ph = ph, g->pw = pw, g->st = st, g->R = R, g->S = S, g->Co = Co;
   g->Hp = Hi + 2 * ph, g->Wp = Wi + 2 * pw;
-  g->OH = g->Hp - R + 1, g->OW = g->Wp - S + 1;
+  g->Hq = (g->Hp + st - 1) / st, g->Wq = (g->Wp + st - 1) / st;
+  g->plane = g->Hq * g->Wq, g->cs = st * st * g->plane;
+  g->OH = (g->Hp - R) / st + 1, g->OW = (g->Wp - S) / st + 1;
+  int64_t maxoff = 0;
+  for (int64_t r = 0; r < R; r++)
+    for (int64_t q = 0; q < S && r * S + q < 64; q++) {
+      const int64_t o = ((r % st) * st + q % st) * g->plane + (r / st) * g->Wq + q / st;
+      g->off[r * S + q] = o;
+      if (o > maxoff) maxoff = o;
+    }
 #if SF_DIRECT
-  g->J = g->OH * g->Wp;
+  g->J = g->OH * g->Wq;
   g->Jpad = (g->J + DTILE - 1) / DTILE * DTILE;
-  /* the last tile reads up to (Jpad - 1) + (R-1)*Wp + (S-1) past its plane's start */
-  g->in_floats = (Ci - 1) * g->Hp * g->Wp + g->Jpad + (R - 1) * g->Wp + S;
+  /* the last tile of the last channel reads up to (Jpad - 1) + maxoff past its start */
+  g->in_floats = (Ci - 1) * g->cs + maxoff + g->Jpad;
+  if (g->in_floats < Ci * g->cs) g->in_floats = Ci * g->cs;
 #else
   g->J = g->Jpad = g->in_floats = 0;
 #endif
@@ -240,11 +258,21 @@ static int direct_ok(const sf_conv2d_shape *s) {
   return 2 * wp <= 3 * s->OW;
 }
 
+/* The forward also takes stride 2 (both ways) through the phase planes, on the same
+ * waste bound. */
+static int direct_fwd_ok(const sf_conv2d_shape *s) {
+  if (direct_ok(s)) return 1;
+  if (!SF_DIRECT || s->stride_h != 2 || s->stride_w != 2 || s->R * s->S > 64) return 0;
+  if (s->pad_h > s->R - 1 || s->pad_w > s->S - 1) return 0;
+  const int64_t wq = (s->W + 2 * s->pad_w + 1) / 2;
+  return 2 * wq <= 3 * s->OW;
+}
+
 static void direct_fwd_geom(direct_geom *g, const sf_conv2d_shape *s) {
-  direct_geom_init(g, s->C, s->H, s->W, s->pad_h, s->pad_w, s->R, s->S, s->K);
+  direct_geom_init(g, s->C, s->H, s->W, s->pad_h, s->pad_w, s->stride_h, s->R, s->S, s->K);
 }
 static void direct_bwd_geom(direct_geom *g, const sf_conv2d_shape *s) {
-  direct_geom_init(g, s->K, s->OH, s->OW, s->R - 1 - s->pad_h, s->S - 1 - s->pad_w, s->R, s->S, s->C);
+  direct_geom_init(g, s->K, s->OH, s->OW, s->R - 1 - s->pad_h, s->S - 1 - s->pad_w, 1, s->R, s->S, s->C);
 }
 
 #if SF_DIRECT
@@ -286,23 +314,49 @@ DIRECT_FN void direct_tile_one(float *restrict o, int64_t ldo, const float *rest
 }
 #endif
 
-/* pad[c] [Hp,Wp] = img[c] [Hi,Wi] surrounded by zeros; the slack after the last plane
- * is zeroed too, so the discarded positions read finite values */
+/* pad[c] [Hp,Wp] = img[c] [Hi,Wi] surrounded by zeros (split into phase planes when the
+ * stride is above 1); the slack after the last channel is zeroed too, so the discarded
+ * positions read finite values */
 static void direct_pad(float *pad, const float *img, const direct_geom *g) {
-  const int64_t plane = g->Hp * g->Wp;
-  for (int64_t c = 0; c < g->Ci; c++) {
-    float *p = pad + c * plane;
-    const float *src = img + c * g->Hi * g->Wi;
-    row_zero(p, g->ph * g->Wp);
-    for (int64_t h = 0; h < g->Hi; h++) {
-      float *row = p + (g->ph + h) * g->Wp;
-      row_zero(row, g->pw);
-      row_copy(row + g->pw, src + h * g->Wi, g->Wi);
-      row_zero(row + g->pw + g->Wi, g->pw);
+  if (g->st == 1) {
+    for (int64_t c = 0; c < g->Ci; c++) {
+      float *p = pad + c * g->cs;
+      const float *src = img + c * g->Hi * g->Wi;
+      row_zero(p, g->ph * g->Wp);
+      for (int64_t h = 0; h < g->Hi; h++) {
+        float *row = p + (g->ph + h) * g->Wp;
+        row_zero(row, g->pw);
+        row_copy(row + g->pw, src + h * g->Wi, g->Wi);
+        row_zero(row + g->pw + g->Wi, g->pw);
+      }
+      row_zero(p + (g->ph + g->Hi) * g->Wp, g->ph * g->Wp);
     }
-    row_zero(p + (g->ph + g->Hi) * g->Wp, g->ph * g->Wp);
+  } else {
+    const int64_t st = g->st;
+    for (int64_t c = 0; c < g->Ci; c++) {
+      const float *src = img + c * g->Hi * g->Wi;
+      for (int64_t a = 0; a < st; a++)
+        for (int64_t b = 0; b < st; b++) {
+          float *p = pad + c * g->cs + (a * st + b) * g->plane;
+          for (int64_t i = 0; i < g->Hq; i++) {
+            const int64_t h = st * i + a - g->ph; /* row of the image */
+            float *row = p + i * g->Wq;
+            if (h < 0 || h >= g->Hi) {
+              row_zero(row, g->Wq);
+              continue;
+            }
+            /* columns j reading the image: 0 <= st*j + b - pw < Wi */
+            int64_t lo, hi;
+            valid_range(&lo, &hi, g->Wq, g->Wi, st, g->pw, b);
+            const float *srow = src + h * g->Wi + b - g->pw;
+            row_zero(row, lo);
+            for (int64_t j = lo; j < hi; j++) row[j] = srow[st * j];
+            row_zero(row + hi, g->Wq - hi);
+          }
+        }
+    }
   }
-  row_zero(pad + g->Ci * plane, g->in_floats - g->Ci * plane);
+  row_zero(pad + g->Ci * g->cs, g->in_floats - g->Ci * g->cs);
 }
 
 /* out [Co, OH, OW] of one image from its input [Ci, Hi, Wi]; wp packed [(c*T + t)*Co + k];
@@ -310,23 +364,20 @@ static void direct_pad(float *pad, const float *img, const direct_geom *g) {
 static void direct_image(float *out, const float *img, const float *wp, const float *bias, const direct_geom *g,
                          float *pad, float *wide) {
 #if SF_DIRECT
-  const int64_t T = g->R * g->S, Co = g->Co, plane = g->Hp * g->Wp;
-  int64_t off[64];
-  for (int64_t r = 0; r < g->R; r++)
-    for (int64_t q = 0; q < g->S; q++) off[r * g->S + q] = r * g->Wp + q;
+  const int64_t T = g->R * g->S, Co = g->Co;
   direct_pad(pad, img, g);
   for (int64_t j0 = 0; j0 < g->Jpad; j0 += DTILE) {
     int64_t k0 = 0;
     for (; k0 + DKB <= Co; k0 += DKB)
-      direct_tile_full(wide + k0 * g->Jpad + j0, g->Jpad, pad + j0, plane, wp + k0, Co, g->Ci, off, T);
+      direct_tile_full(wide + k0 * g->Jpad + j0, g->Jpad, pad + j0, g->cs, wp + k0, Co, g->Ci, g->off, T);
     for (; k0 < Co; k0++)
-      direct_tile_one(wide + k0 * g->Jpad + j0, g->Jpad, pad + j0, plane, wp + k0, Co, g->Ci, off, T);
+      direct_tile_one(wide + k0 * g->Jpad + j0, g->Jpad, pad + j0, g->cs, wp + k0, Co, g->Ci, g->off, T);
   }
   /* keep the valid columns of the wide rows */
   for (int64_t k = 0; k < Co; k++) {
     const float bk = bias ? bias[k] : 0.0f;
     for (int64_t oh = 0; oh < g->OH; oh++) {
-      const float *src = wide + k * g->Jpad + oh * g->Wp;
+      const float *src = wide + k * g->Jpad + oh * g->Wq;
       float *dst = out + (k * g->OH + oh) * g->OW;
       if (bias)
         for (int64_t ow = 0; ow < g->OW; ow++) dst[ow] = src[ow] + bk;
@@ -433,10 +484,8 @@ static int direct_w_ok(const sf_conv2d_shape *s) {
 static void direct_w_range(float *part, const float *dout, const float *inp, const direct_geom *g, int64_t n0,
                            int64_t n1, float *pad, float *dwide) {
 #if SF_DIRECT
-  const int64_t C = g->Ci, K = g->Co, plane = g->Hp * g->Wp, Jpad = g->Jpad;
-  int64_t off[9];
-  for (int64_t r = 0; r < 3; r++)
-    for (int64_t q = 0; q < 3; q++) off[r * 3 + q] = r * g->Wp + q;
+  const int64_t C = g->Ci, K = g->Co, plane = g->cs, Jpad = g->Jpad;
+  const int64_t *off = g->off; /* stride 1: r*Wp + q */
   row_zero(part, K * C * 9);
   for (int64_t n = n0; n < n1; n++) {
     direct_pad(pad, inp + n * C * g->Hi * g->Wi, g);
@@ -625,15 +674,17 @@ static void reserve_part(void *ctx, int64_t lo, int64_t hi, int part) {
   int *fail = ((void **)ctx)[1];
   const int64_t b = sf_conv2d_chunk_images(s), p = s->OH * s->OW, CRS = s->C * s->R * s->S;
   int64_t n1 = CRS * b * p, n2 = s->K * b * p + s->K * CRS;
-  if (direct_ok(s)) {
-    direct_geom f, g;
+  if (direct_fwd_ok(s)) {
+    direct_geom f;
     direct_fwd_geom(&f, s);
-    direct_bwd_geom(&g, s);
     if (f.in_floats > n1) n1 = f.in_floats;
+    if (f.Co * f.Jpad + s->K * s->C * 9 > n2) n2 = f.Co * f.Jpad + s->K * s->C * 9; /* + weight gradient */
+  }
+  if (direct_ok(s)) {
+    direct_geom g;
+    direct_bwd_geom(&g, s);
     if (g.in_floats > n1) n1 = g.in_floats;
-    if (f.Co * f.Jpad > n2) n2 = f.Co * f.Jpad;
     if (g.Co * g.Jpad > n2) n2 = g.Co * g.Jpad;
-    if (f.Co * f.Jpad + s->K * s->C * 9 > n2) n2 = f.Co * f.Jpad + s->K * s->C * 9; /* weight gradient */
   }
   if (is_strided_pointwise(s)) {
     const int64_t big = (s->C > s->K ? s->C : s->K) * spw_jpad(s);
@@ -652,7 +703,7 @@ int sf_conv2d_reserve(const sf_conv2d_shape *s) {
   /* every part reserves its own thread's scratch; a part's sizes are those of a chunk */
   sf_parallel_for(parts, parts, reserve_part, ctx);
   /* the direct path's packed weights: prepared by the calling thread for every part */
-  if ((direct_ok(s) || is_strided_pointwise(s)) && !sf_scratch3((size_t)(s->K * s->C * s->R * s->S)))
+  if ((direct_fwd_ok(s) || is_strided_pointwise(s)) && !sf_scratch3((size_t)(s->K * s->C * s->R * s->S)))
     return sf_err("conv2d: out of memory allocating the packed weights");
   for (int p = 0; p < parts && p < 256; p++)
     if (fail[p]) /* the message was set on the failing thread: restate it on this one */
@@ -819,7 +870,7 @@ void sf_conv2d_forward(float *out, const float *inp, const float *weight, const 
     spw_run(spw_fwd_part, &d, N, parts);
     return;
   }
-  if (direct_ok(s)) {
+  if (direct_fwd_ok(s)) {
     /* wp[((c*R + r)*S + q)*K + k] = weight[k][c][r][q] */
     const int64_t T = s->R * s->S;
     float *wp = sf_scratch3((size_t)(K * C * T));
