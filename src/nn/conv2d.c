@@ -219,6 +219,7 @@ typedef struct {
   int64_t R, S, Co;    /* kernel and output channels */
   int64_t OH, OW;      /* output plane (dense) */
   int64_t J, Jpad;     /* wide positions OH*Wq, rounded up to whole tiles */
+  int64_t Jw;          /* the same rounded up to whole vectors (the weight gradient's sweep) */
   int64_t off[64];     /* per tap r*S + q: where it reads, from its channel's start */
   int64_t in_floats;   /* padded image buffer, with slack for the last tile's reads */
 } direct_geom;
@@ -240,11 +241,12 @@ static void direct_geom_init(direct_geom *g, int64_t Ci, int64_t Hi, int64_t Wi,
 #if SF_DIRECT
   g->J = g->OH * g->Wq;
   g->Jpad = (g->J + DTILE - 1) / DTILE * DTILE;
+  g->Jw = (g->J + DVW - 1) / DVW * DVW;
   /* the last tile of the last channel reads up to (Jpad - 1) + maxoff past its start */
   g->in_floats = (Ci - 1) * g->cs + maxoff + g->Jpad;
   if (g->in_floats < Ci * g->cs) g->in_floats = Ci * g->cs;
 #else
-  g->J = g->Jpad = g->in_floats = 0;
+  g->J = g->Jpad = g->Jw = g->in_floats = 0;
 #endif
 }
 
@@ -438,19 +440,25 @@ static inline __attribute__((always_inline)) float dvec_sum(dvec v) {
   return t;
 }
 
-/* part[(k*C + c)*9 + t] += sum over j < Jpad of dw[kw][j] * in[j + off[t]] for kw < nk */
+/* part[(k*C + c)*9 + t] += sum over images b < nb and j < Jpad of
+ * dw[b*dstride + kw*ldd + j] * in[b*istride + j + off[t]], for kw < nk: the lane sums at
+ * the end are paid once per chunk of images, not once per image */
 static inline __attribute__((always_inline)) void direct_wtile(float *restrict part, int64_t C, const float *restrict dw,
-                                                               int64_t ldd, const float *restrict in, int64_t Jpad,
+                                                               int64_t ldd, int64_t dstride, const float *restrict in,
+                                                               int64_t istride, int64_t nb, int64_t Jpad,
                                                                const int64_t *off, const int nk) {
   dvec acc[DWK][9];
   for (int k = 0; k < nk; k++)
     for (int t = 0; t < 9; t++) acc[k][t] = (dvec){0};
-  for (int64_t j = 0; j < Jpad; j += DVW) {
-    dvec d[DWK];
-    for (int k = 0; k < nk; k++) d[k] = *(const dvec_u *)(dw + k * ldd + j);
-    for (int t = 0; t < 9; t++) {
-      const dvec x = *(const dvec_u *)(in + j + off[t]);
-      for (int k = 0; k < nk; k++) acc[k][t] += d[k] * x;
+  for (int64_t b = 0; b < nb; b++) {
+    const float *db = dw + b * dstride, *ib = in + b * istride;
+    for (int64_t j = 0; j < Jpad; j += DVW) {
+      dvec d[DWK];
+      for (int k = 0; k < nk; k++) d[k] = *(const dvec_u *)(db + k * ldd + j);
+      for (int t = 0; t < 9; t++) {
+        const dvec x = *(const dvec_u *)(ib + j + off[t]);
+        for (int k = 0; k < nk; k++) acc[k][t] += d[k] * x;
+      }
     }
   }
   for (int k = 0; k < nk; k++)
@@ -458,51 +466,58 @@ static inline __attribute__((always_inline)) void direct_wtile(float *restrict p
 }
 
 DIRECT_FN void direct_wtile_full(float *restrict part, int64_t C, const float *restrict dw, int64_t ldd,
-                                 const float *restrict in, int64_t Jpad, const int64_t *off) {
-  direct_wtile(part, C, dw, ldd, in, Jpad, off, DWK);
+                                 int64_t dstride, const float *restrict in, int64_t istride, int64_t nb, int64_t Jpad,
+                                 const int64_t *off) {
+  direct_wtile(part, C, dw, ldd, dstride, in, istride, nb, Jpad, off, DWK);
 }
 DIRECT_FN void direct_wtile_one(float *restrict part, int64_t C, const float *restrict dw, int64_t ldd,
-                                const float *restrict in, int64_t Jpad, const int64_t *off) {
-  direct_wtile(part, C, dw, ldd, in, Jpad, off, 1);
+                                int64_t dstride, const float *restrict in, int64_t istride, int64_t nb, int64_t Jpad,
+                                const int64_t *off) {
+  direct_wtile(part, C, dw, ldd, dstride, in, istride, nb, Jpad, off, 1);
 }
 #endif
 
-/* Each image's tiles end in 9*DWK sums across lanes: on small maps (8x8: 5 vectors of
- * positions per image at 16 lanes) those sums cost as much as the FMAs and im2col + sgemm
- * is faster (measured: 25 vs 54 GFLOP/cpu-s for 64->64 on 8x8), so the direct weight
- * gradient needs at least 16 vectors of wide positions per image. */
-static int direct_w_ok(const sf_conv2d_shape *s) {
-#if SF_DIRECT
-  return direct_ok(s) && s->R == 3 && s->S == 3 && s->OH * (s->W + 2 * s->pad_w) >= 16 * DVW;
-#else
-  (void)s;
-  return 0;
-#endif
+static int direct_w_ok(const sf_conv2d_shape *s) { return direct_ok(s) && s->R == 3 && s->S == 3; }
+
+/* Images per chunk of the direct weight gradient: enough wide positions (about 1024) that
+ * the lane sums closing each tile stay small next to its FMAs (one image of a 8x8 map has
+ * only 5 vectors of positions: alone, the sums cost as much as the FMAs). */
+static int64_t direct_w_chunk(const direct_geom *g) {
+  int64_t b = g->Jw > 0 ? (1024 + g->Jw - 1) / g->Jw : 1;
+  return b < 1 ? 1 : b > 32 ? 32 : b;
 }
 
-/* images [n0, n1) into part [K*C*9] (zeroed here); pad, dwide: this thread's scratch */
+/* images [n0, n1) into part [K*C*9] (zeroed here); pad (chunk x in_floats) and dwide
+ * (chunk x K*Jpad): this thread's scratch */
 static void direct_w_range(float *part, const float *dout, const float *inp, const direct_geom *g, int64_t n0,
                            int64_t n1, float *pad, float *dwide) {
 #if SF_DIRECT
-  const int64_t C = g->Ci, K = g->Co, plane = g->cs, Jpad = g->Jpad;
+  const int64_t C = g->Ci, K = g->Co, plane = g->cs, Jpad = g->Jw, B = direct_w_chunk(g);
   const int64_t *off = g->off; /* stride 1: r*Wp + q */
   row_zero(part, K * C * 9);
-  for (int64_t n = n0; n < n1; n++) {
-    direct_pad(pad, inp + n * C * g->Hi * g->Wi, g);
-    const float *dn = dout + n * K * g->OH * g->OW;
-    for (int64_t k = 0; k < K; k++) {
-      float *row = dwide + k * Jpad;
-      for (int64_t oh = 0; oh < g->OH; oh++) {
-        row_copy(row + oh * g->Wp, dn + (k * g->OH + oh) * g->OW, g->OW);
-        row_zero(row + oh * g->Wp + g->OW, g->Wp - g->OW);
+  for (int64_t i0 = n0; i0 < n1; i0 += B) {
+    const int64_t nb = n1 - i0 < B ? n1 - i0 : B;
+    for (int64_t b = 0; b < nb; b++) {
+      const int64_t n = i0 + b;
+      direct_pad(pad + b * g->in_floats, inp + n * C * g->Hi * g->Wi, g);
+      const float *dn = dout + n * K * g->OH * g->OW;
+      for (int64_t k = 0; k < K; k++) {
+        float *row = dwide + (b * K + k) * Jpad;
+        for (int64_t oh = 0; oh < g->OH; oh++) {
+          row_copy(row + oh * g->Wp, dn + (k * g->OH + oh) * g->OW, g->OW);
+          row_zero(row + oh * g->Wp + g->OW, g->Wp - g->OW);
+        }
+        row_zero(row + g->J, Jpad - g->J);
       }
-      row_zero(row + g->J, Jpad - g->J);
     }
     for (int64_t c = 0; c < C; c++) {
       int64_t k = 0;
       for (; k + DWK <= K; k += DWK)
-        direct_wtile_full(part + (k * C + c) * 9, C, dwide + k * Jpad, Jpad, pad + c * plane, Jpad, off);
-      for (; k < K; k++) direct_wtile_one(part + (k * C + c) * 9, C, dwide + k * Jpad, Jpad, pad + c * plane, Jpad, off);
+        direct_wtile_full(part + (k * C + c) * 9, C, dwide + k * Jpad, Jpad, K * Jpad, pad + c * plane, g->in_floats,
+                          nb, Jpad, off);
+      for (; k < K; k++)
+        direct_wtile_one(part + (k * C + c) * 9, C, dwide + k * Jpad, Jpad, K * Jpad, pad + c * plane, g->in_floats,
+                         nb, Jpad, off);
     }
   }
 #else
@@ -520,10 +535,11 @@ typedef struct {
 static void direct_w_part(void *ctx, int64_t lo, int64_t hi, int part) {
   direct_w_ctx *d = ctx;
   const direct_geom *g = d->g;
-  float *pad = sf_scratch((size_t)g->in_floats);
-  float *buf = sf_scratch2((size_t)(g->Co * g->Jpad + g->Co * g->Ci * 9)); /* dwide, then the partials */
+  const int64_t B = direct_w_chunk(g);
+  float *pad = sf_scratch((size_t)(B * g->in_floats));
+  float *buf = sf_scratch2((size_t)(B * g->Co * g->Jw + g->Co * g->Ci * 9)); /* dwide, then the partials */
   SF_ASSERT(pad && buf);
-  d->partial[part] = buf + g->Co * g->Jpad;
+  d->partial[part] = buf + B * g->Co * g->Jw;
   direct_w_range(d->partial[part], d->dout, d->inp, g, lo, hi, pad, buf);
 }
 
@@ -678,7 +694,12 @@ static void reserve_part(void *ctx, int64_t lo, int64_t hi, int part) {
     direct_geom f;
     direct_fwd_geom(&f, s);
     if (f.in_floats > n1) n1 = f.in_floats;
-    if (f.Co * f.Jpad + s->K * s->C * 9 > n2) n2 = f.Co * f.Jpad + s->K * s->C * 9; /* + weight gradient */
+    if (f.Co * f.Jpad > n2) n2 = f.Co * f.Jpad;
+    if (direct_w_ok(s)) { /* the weight gradient's chunks of images */
+      const int64_t B = direct_w_chunk(&f);
+      if (B * f.in_floats > n1) n1 = B * f.in_floats;
+      if (B * f.Co * f.Jw + s->K * s->C * 9 > n2) n2 = B * f.Co * f.Jw + s->K * s->C * 9;
+    }
   }
   if (direct_ok(s)) {
     direct_geom g;
