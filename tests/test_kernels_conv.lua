@@ -190,6 +190,31 @@ local CASES = {
   {x = {3, 9, 11, 13}, w = {12, 9, 1, 1}, stride = {2, 3}, pad = 0, bias = true},
 }
 
+-- Every algorithm of every kernel is exercised by CASES (checked against the naive
+-- reference below): the path each case takes, as the library reports it
+function TestConv2d:test_cases_cover_every_path()
+  local seen = {}
+  for _, c in ipairs(CASES) do
+    local p = K.conv2d_path(c.x, c.w, c.stride, c.pad)
+    for kernel, path in pairs(p) do seen[kernel .. " " .. path] = true end
+  end
+  for _, want in ipairs{"forward direct", "forward direct-phase", "forward pointwise", "forward strided-pointwise",
+                        "forward im2col", "backward_input direct", "backward_input pointwise",
+                        "backward_input strided-pointwise", "backward_input im2col", "backward_weight direct",
+                        "backward_weight pointwise", "backward_weight strided-pointwise", "backward_weight im2col"} do
+    lu.assertTrue(seen[want], "no case takes the path: " .. want)
+  end
+  -- the geometry of a CIFAR ResNet's layers
+  local p = K.conv2d_path({128, 16, 32, 32}, {16, 16, 3, 3}, 1, 1)
+  lu.assertEquals(p, {forward = "direct", backward_input = "direct", backward_weight = "direct"})
+  p = K.conv2d_path({128, 16, 32, 32}, {32, 16, 3, 3}, 2, 1)
+  lu.assertEquals(p, {forward = "direct-phase", backward_input = "im2col", backward_weight = "im2col"})
+  lu.assertErrorMsgContains("conv2d_path: input has 3 channels but the weight expects 4", K.conv2d_path,
+    {1, 3, 8, 8}, {2, 4, 3, 3})
+  lu.assertErrorMsgContains("conv2d_path: argument #2 (weight) is", K.conv2d_path, {1, 3, 8, 8}, "w")
+  lu.assertErrorMsgContains("conv2d_path: stride", K.conv2d_path, {1, 3, 8, 8}, {2, 3, 3, 3}, 0)
+end
+
 function TestConv2d:test_forward_against_naive()
   local rng = sf.rng(11)
   for ci, c in ipairs(CASES) do

@@ -275,6 +275,28 @@ static void check_dout(lua_State *L, const char *fn, const sf_tensor *g, const i
                  sf_shape_str(b2, sizeof b2, 4, expect));
 }
 
+/* K.conv2d_path(input_shape_or_tensor, weight_shape_or_tensor, stride = 1, pad = 0)
+ * -> {forward = ..., backward_input = ..., backward_weight = ...}: the algorithm each
+ * kernel uses for that geometry (see sf_conv2d_path) */
+static int l_conv2d_path(lua_State *L) {
+  const char *fn = "conv2d_path";
+  int64_t isize[4], wsize[4];
+  check_shape4(L, 1, fn, "input", isize);
+  check_shape4(L, 2, fn, "weight", wsize);
+  if (isize[1] != wsize[1])
+    luaL_error(L, "%s: input has %I channels but the weight expects %I", fn, (lua_Integer)isize[1],
+               (lua_Integer)wsize[1]);
+  sf_conv2d_shape s = {isize[0], isize[1], isize[2], isize[3], wsize[0], wsize[2], wsize[3], 0, 0, 0, 0, 0, 0, 1};
+  conv_geometry(L, &s, 3, 4, fn);
+  lua_createtable(L, 0, 3);
+  static const char *const names[3] = {"forward", "backward_input", "backward_weight"};
+  for (int k = 0; k < 3; k++) {
+    lua_pushstring(L, sf_conv2d_path(&s, k));
+    lua_setfield(L, -2, names[k]);
+  }
+  return 1;
+}
+
 /* K.conv2d_forward(input[N,C,H,W], weight[K,C,R,S], bias[K]|nil, stride = 1, pad = 0,
  * out[N,K,OH,OW]|nil) -> out */
 static int l_conv2d_forward(lua_State *L) {
@@ -558,6 +580,7 @@ static const luaL_Reg lib[] = {
     {"linear_backward_input", l_linear_backward_input},
     {"linear_backward_weight", l_linear_backward_weight},
     {"conv2d_forward", l_conv2d_forward},
+    {"conv2d_path", l_conv2d_path},
     {"conv2d_backward_input", l_conv2d_backward_input},
     {"conv2d_backward_weight", l_conv2d_backward_weight},
     {"maxpool2d_forward", l_maxpool2d_forward},

@@ -1,5 +1,10 @@
-/* Conv2d kernels (NCHW): im2col + one OpenBLAS sgemm per chunk of images, col2im for
- * the input gradient, and a direct sgemm path for 1x1 stride-1 unpadded convolutions. */
+/* Conv2d kernels (NCHW), by shape (sf_conv2d_path says which):
+ * - stride-1 convolutions: direct register-tiled kernels on zero-padded planes for the
+ *   forward, the input gradient (the flipped kernel) and, for 3x3, the weight gradient;
+ * - stride-2 forward: the same kernels over the padded input's four phase planes;
+ * - 1x1 stride 1: one sgemm per image; 1x1 strided (ResNet shortcuts): subsampled planes;
+ * - everything else (and compilers without vector extensions): im2col + one OpenBLAS
+ *   sgemm per chunk of images, col2im for the input gradient. */
 #include <cblas.h>
 #include <limits.h>
 #include <string.h>
@@ -1088,4 +1093,14 @@ int sf_conv2d_grad_moments(float *sum_w, float *sumsq_w, float *sum_b, float *su
     }
   }
   return 0;
+}
+
+const char *sf_conv2d_path(const sf_conv2d_shape *s, int kernel) {
+  if (is_pointwise(s)) return "pointwise";
+  if (is_strided_pointwise(s)) return "strided-pointwise";
+  switch (kernel) {
+  case 0: return direct_ok(s) ? "direct" : direct_fwd_ok(s) ? "direct-phase" : "im2col";
+  case 1: return direct_ok(s) ? "direct" : "im2col";
+  default: return direct_w_ok(s) ? "direct" : "im2col";
+  }
 }

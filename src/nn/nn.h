@@ -74,6 +74,12 @@ int sf_conv2d_shape_init(sf_conv2d_shape *s);
  * the kernels: they are void and abort on a scratch allocation failure, whereas this
  * returns -1 with sf_err. */
 int sf_conv2d_reserve(const sf_conv2d_shape *s);
+/* Which algorithm each conv2d kernel uses for shape s (for tests, benchmarks and curious
+ * users): "direct" (stride-1 register tiles on padded planes), "direct-phase" (stride 2
+ * through phase planes, forward only), "pointwise" (1x1 stride 1: one sgemm per image),
+ * "strided-pointwise" (1x1 strided: subsampled planes), "im2col" (columns + sgemm).
+ * kernel: 0 forward, 1 input gradient, 2 weight gradient. */
+const char *sf_conv2d_path(const sf_conv2d_shape *s, int kernel);
 /* images per sgemm in the im2col path (for tests and benchmarks) */
 int64_t sf_conv2d_chunk_images(const sf_conv2d_shape *s);
 /* out[N,K,OH,OW] = conv(inp[N,C,H,W], weight[K,C,R,S]) + bias[K] (bias may be NULL) */
