@@ -434,6 +434,57 @@ for _, kind in ipairs{"BasicBlock", "PreActBlock", "Sequential"} do
   end
 end
 
+-- Inference folding: a frozen model in eval mode runs each Conv2d with its BatchNorm
+-- folded in; the outputs match the unfolded model, the folded layers keep no output, and
+-- a backward (input gradient, or a trainable head) recomputes what it needs
+function TestGradBlocks:test_eval_folding()
+  for _, block in ipairs{"basic", "preact"} do
+    local r = sf.rng(92)
+    local m = sf.models.resnet{depth = 8, block = block, widths = {4, 6, 8}, classes = 5, rng = r}
+    -- running statistics away from 0/1, so that folding them in is a real test
+    m:training()
+    for _ = 1, 3 do m:forward(sf.randn({6, 3, 12, 12}, r) * 2 + 0.5) end
+    m:evaluate()
+    local x, g = sf.randn({4, 3, 12, 12}, r), sf.randn({4, 5}, r)
+    local ref = m:clone():set_fusion(false)
+    ref:set_trainable(false)
+    local want = ref:forward(x):clone()
+    ref:zero_grad()
+    local want_gx = ref:backward(x, g):clone()
+    local f = m:clone()
+    f:set_trainable(false)
+    local got = f:forward(x):clone()
+    lu.assertTrue(sf.max((got - want):abs()) < 1e-4 * (1 + sf.max(want:abs())), block .. ": folded forward")
+    if block == "basic" then lu.assertNil(f:child("stem"):child("conv").output, block .. ": the stem ran folded") end
+    lu.assertNil(f:child("block2"):child("0"):child("conv1").output, block .. ": block2.0 ran folded")
+    -- a backward asking for the input gradient recomputes the intermediates
+    f:zero_grad()
+    local gx = f:backward(x, g)
+    lu.assertTrue(sf.max((gx - want_gx):abs()) < 1e-4 * (1 + sf.max(want_gx:abs())), block .. ": input gradient")
+    -- a trainable head: everything below it folds, the head's gradient is unchanged
+    local h = m:clone()
+    h:set_trainable(false)
+    sf.policy.apply(h, {head = 1})
+    local href = h:clone():set_fusion(false)
+    local out, outref = h:forward(x), href:forward(x)
+    lu.assertTrue(sf.max((out - outref):abs()) < 1e-4 * (1 + sf.max(outref:abs())), block .. ": head-only forward")
+    h:zero_grad(); href:zero_grad()
+    h:backward(x, g, false); href:backward(x, g, false)
+    local pa, pb = h:parameters(), href:parameters()
+    for i, rec in ipairs(pa) do
+      if rec.trainable then
+        lu.assertTrue(sf.max((rec.grad - pb[i].grad):abs()) < 1e-4, block .. ": gradient of " .. rec.name)
+      end
+    end
+    -- training mode never folds (batch statistics)
+    local t = m:clone()
+    t:set_trainable(false)
+    t:training()
+    t:forward(x)
+    lu.assertNotNil(t:child("block2"):child("0"):child("conv1").output, block .. ": no folding with batch statistics")
+  end
+end
+
 -- ---- losses ----
 
 TestGradLosses = {}

@@ -1,6 +1,7 @@
 -- Composite blocks with named children: ResNet basic and pre-activation blocks, the
 -- pre-LN transformer block. Parameter names follow PyTorch's (block1.0.conv1.weight).
 return function(nn, sf)
+  local K = sf.kernels
   local function norm_layer(kind, c, opts)
     if kind == "gn" then return nn.GroupNorm(math.min(opts.gn_groups or 8, c), c) end
     return nn.BatchNorm2d(c)
@@ -21,6 +22,20 @@ return function(nn, sf)
     return self:call_child(relu, "forward", self:call_child(norm, "forward", x)), false
   end
   nn.norm_relu = norm_relu
+
+  -- Inference-only folding: a frozen block whose BatchNorms are in eval mode, with nothing
+  -- trainable before it (Sequential sets _s_nofold on what a backward would pass through),
+  -- runs each convolution with the BatchNorm after it folded in (Conv2d:forward_affine), so
+  -- neither the BatchNorm pass nor the convolution's own output exists. Should a backward
+  -- come anyway (an input gradient asked for), the block recomputes its forward unfolded
+  -- first: folding changes speed, never results beyond rounding.
+  local function eval_bn(m) return m ~= nil and m.eval_affine ~= nil and m:mode() == "eval" end
+  local function foldable(self, norms)
+    if self._no_fusion or self._s_nofold or self:has_trainable() then return false end
+    for _, m in ipairs(norms) do if not eval_bn(m) then return false end end
+    return true
+  end
+  nn.foldable = foldable
 
   local function shortcut(cin, cout, stride, kind, opts, with_norm)
     if stride == 1 and cin == cout then return nil end
@@ -50,6 +65,21 @@ return function(nn, sf)
 
   function BasicBlock:forward(x)
     nn.ensure_built(self)
+    local C = self._children
+    self._s_folded = nil
+    local sc = C.shortcut and C.shortcut._children
+    if foldable(self, {C.bn1, C.bn2, sc and sc["1"] or nil}) and (not sc or (sc["1"] and #C.shortcut._children == 2)) then
+      local h = C.conv1:forward_affine(x, C.bn1:eval_affine())
+      K.relu_forward(h, h)
+      C.relu1.output = h
+      h = C.conv2:forward_affine(h, C.bn2:eval_affine())
+      if sc then h = h + sc["0"]:forward_affine(x, sc["1"]:eval_affine()) else h = h + x end
+      K.relu_forward(h, h)
+      C.relu.output = h
+      self._s_folded = true
+      self.output = h
+      return h
+    end
     local h = self:call_child("conv1", "forward", x)
     h, self._s_fused = norm_relu(self, "bn1", "relu1", h)
     h = self:call_child("bn2", "forward", self:call_child("conv2", "forward", h))
@@ -71,6 +101,10 @@ return function(nn, sf)
 
   function BasicBlock:backward(x, g, need)
     if need == false and not self:has_trainable() then self.gradInput = nil; return nil end
+    if self._s_folded then -- the intermediates the backward needs were never computed
+      self._s_nofold = true
+      self:forward(x)
+    end
     local C = self._children
     local gs = self:call_child("relu", "backward", self._s_sum, g, true)
     local steps = {{"conv1", x}, {"bn1", C.conv1.output}}
@@ -109,8 +143,17 @@ return function(nn, sf)
   function PreActBlock:forward(x)
     nn.ensure_built(self)
     local o, h
+    local C = self._children
     o, self._s_fused1 = norm_relu(self, "bn1", "relu1", x)
-    h, self._s_fused2 = norm_relu(self, "bn2", "relu2", self:call_child("conv1", "forward", o))
+    self._s_folded = nil
+    if foldable(self, {C.bn1, C.bn2}) then -- bn2 folds into conv1 (bn1 comes before a ReLU)
+      h = C.conv1:forward_affine(o, C.bn2:eval_affine())
+      K.relu_forward(h, h)
+      C.relu2.output = h
+      self._s_folded = true
+    else
+      h, self._s_fused2 = norm_relu(self, "bn2", "relu2", self:call_child("conv1", "forward", o))
+    end
     h = self:call_child("conv2", "forward", h)
     local s = self._children.shortcut and self:call_child("shortcut", "forward", o) or x
     self.output = h + s
@@ -119,6 +162,10 @@ return function(nn, sf)
 
   function PreActBlock:backward(x, g, need)
     if need == false and not self:has_trainable() then self.gradInput = nil; return nil end
+    if self._s_folded then -- the intermediates the backward needs were never computed
+      self._s_nofold = true
+      self:forward(x)
+    end
     local C = self._children
     local o = C.relu1.output
     -- o's gradient is needed when anything below it trains or the input gradient is wanted

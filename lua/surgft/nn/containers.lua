@@ -23,13 +23,37 @@ return function(nn, sf)
 
   -- A BatchNorm directly followed by a ReLU runs as one pass (see Module:set_fusion): the
   -- ReLU gets the output, the BatchNorm keeps none, and the backward skips the ReLU's step.
+  --
+  -- Children get _s_nofold when something at or before them trains (a backward will pass
+  -- through them: they keep what it needs). Where nothing does and a frozen Conv2d is
+  -- followed by an eval-mode BatchNorm (and a ReLU), the three run as one convolution with
+  -- the BatchNorm folded in (see nn.foldable in blocks.lua); a backward through it
+  -- recomputes the forward unfolded first.
   function Sequential:forward(input)
     ensure_built(self)
     local x, C, fused = input, self._children, nil
+    local below = self._s_nofold or false
+    self._s_folded = nil
     local i = 1
     while i <= #C do
       local m, nxt = C[i].module, C[i + 1] and C[i + 1].module
-      if nxt and not self._no_fusion and m.fuses_relu and m:fuses_relu() and nxt:type() == "ReLU" then
+      below = below or m:has_trainable()
+      m._s_nofold = below or nil
+      if nxt and not below and not self._no_fusion and m.forward_affine and nxt.eval_affine
+        and not nxt:has_trainable() and nxt:mode() == "eval" then
+        local after = C[i + 2] and C[i + 2].module
+        local relu = after ~= nil and after:type() == "ReLU"
+        x = m:forward_affine(x, nxt:eval_affine())
+        nxt.output = nil
+        if relu then
+          sf.kernels.relu_forward(x, x)
+          after.output = x
+        else
+          nxt.output = x
+        end
+        self._s_folded = true
+        i = i + (relu and 3 or 2)
+      elseif nxt and not self._no_fusion and m.fuses_relu and m:fuses_relu() and nxt:type() == "ReLU" then
         x = self:call_child(i, "forward", x, true)
         nxt.output = x
         fused = fused or {}
@@ -46,6 +70,10 @@ return function(nn, sf)
   end
 
   function Sequential:backward(input, gradOutput, need)
+    if self._s_folded and (need ~= false or self:has_trainable()) then
+      self._s_nofold = true -- recompute what the folded forward never kept
+      self:forward(input)
+    end
     local steps, fused = {}, self._s_fused or {}
     for i, c in ipairs(self._children) do
       if not fused[i] then steps[#steps + 1] = {c.name, i == 1 and input or self._children[i - 1].module.output} end

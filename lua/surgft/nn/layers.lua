@@ -123,6 +123,24 @@ return function(nn, sf)
     return self.output
   end
 
+  -- relu?(a[k] * conv(input) + b[k]) with a, b per output channel (a BatchNorm in eval
+  -- mode folded in: the weights are scaled, the shift joins the bias), in one convolution.
+  -- Used by the blocks on inference-only paths; it leaves no output of its own.
+  function Conv2d:forward_affine(input, a, b, relu)
+    ensure_built(self)
+    if input:dim() ~= 4 or input:size(2) ~= self.cin then
+      error(string.format("Conv2d(%d -> %d): input has shape %s, expected [N,%d,H,W]", self.cin, self.cout,
+        shape_str(input), self.cin), 2)
+    end
+    local k, c = self.cout, self.cin
+    local w = self.weight * a:view(k, 1, 1, 1):expand(k, c, self.k, self.k)
+    local bias = self.bias and (self.bias * a + b) or b
+    local out = K.conv2d_forward(input, w, bias, self.stride, self.padding)
+    if relu then K.relu_forward(out, out) end
+    self.output = nil
+    return out
+  end
+
   function Conv2d:moments(input, gradOutput, acc)
     local w, b = acc.weight, acc.bias
     K.conv2d_grad_moments(gradOutput, input, self.weight:size(), self.stride, self.padding, w and w.sum,
@@ -214,6 +232,17 @@ return function(nn, sf)
 
   -- a BatchNorm can take the ReLU that follows it into its own pass (see forward)
   function BatchNorm:fuses_relu() return true end
+
+  -- in eval mode a BatchNorm is y = a x + b per channel: a = gamma / sqrt(running_var +
+  -- eps), b = beta - running_mean a (what a convolution before it can absorb); nil in the
+  -- other modes
+  function BatchNorm:eval_affine()
+    if self:mode() ~= "eval" then return nil end
+    local inv = (self.running_var + self.eps):sqrt()
+    local a = self.weight and self.weight / inv or 1 / inv
+    local b = self.bias and self.bias - self.running_mean * a or -(self.running_mean * a)
+    return a, b
+  end
 
   -- per example n: dgamma_n[c] = sum over positions of dout * xhat, dbeta_n[c] = sum of
   -- dout, with xhat from the statistics of the forward (exactly per-example in eval mode)
