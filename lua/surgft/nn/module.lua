@@ -272,9 +272,11 @@ end
 -- clear_state(): drop every module's output, input gradient and saved activations (the
 -- _s_* fields), so a step's buffers can be freed before the next step (Torch's clearState)
 -- set_fusion(on): whether blocks may compute a BatchNorm and the ReLU after it in one pass
--- (on by default; about a tenth of a ResNet training step). Fused, the BatchNorm's own
--- output (the pre-activation) is not kept: switch fusion off to read every submodule's
--- output after a forward. Applies to this module and everything below it.
+-- (about a tenth of a ResNet training step), and fold eval-mode BatchNorms into the
+-- convolutions before them where nothing trainable lies at or below (inference; see
+-- nn.foldable). On by default. Fused or folded, some submodules keep no output of their
+-- own (a BatchNorm's pre-activation, a folded convolution's): switch fusion off to read
+-- every submodule's output after a forward. Applies to this module and everything below.
 function Module:set_fusion(on)
   self:visit(function(m) m._no_fusion = (on == false) or nil end)
   return self
