@@ -73,7 +73,7 @@ return function(nn, sf)
       K.relu_forward(h, h)
       C.relu1.output = h
       h = C.conv2:forward_affine(h, C.bn2:eval_affine())
-      if sc then h = h + sc["0"]:forward_affine(x, sc["1"]:eval_affine()) else h = h + x end
+      h:add_(sc and sc["0"]:forward_affine(x, sc["1"]:eval_affine()) or x)
       K.relu_forward(h, h)
       C.relu.output = h
       self._s_folded = true
@@ -84,17 +84,16 @@ return function(nn, sf)
     h, self._s_fused = norm_relu(self, "bn1", "relu1", h)
     h = self:call_child("bn2", "forward", self:call_child("conv2", "forward", h))
     local s = self._children.shortcut and self:call_child("shortcut", "forward", x) or x
-    local sum = h + s
     if self._no_fusion then
-      self._s_sum = sum
-      self.output = self:call_child("relu", "forward", sum)
+      self._s_sum = h + s
+      self.output = self:call_child("relu", "forward", self._s_sum)
     else
-      -- the sum is only needed through its ReLU: rectified in place, and bn2's output,
-      -- consumed by the sum (its backward needs its input), is let go
-      local C = self._children
-      sf.kernels.relu_forward(sum, sum)
-      C.relu.output, C.bn2.output = sum, nil
-      self.output = sum
+      -- the sum is only needed through its ReLU: it is formed and rectified in place in
+      -- bn2's output, which nothing else needs (bn2's backward needs its input)
+      h:add_(s)
+      K.relu_forward(h, h)
+      C.relu.output, C.bn2.output = h, nil
+      self.output = h
     end
     return self.output
   end
@@ -119,7 +118,9 @@ return function(nn, sf)
       gsc = gs
     end
     if need == false then self.gradInput = nil; return nil end
-    self.gradInput = gb + gsc
+    -- gb is conv1's fresh input gradient, used by nothing else: the sum goes into it
+    C.conv1.gradInput = nil
+    self.gradInput = gb:add_(gsc)
     return self.gradInput
   end
 
