@@ -233,7 +233,7 @@ function TestBatchNorm:test_gradcheck_fixed_stats()
   end
 end
 
--- BatchNorm + ReLU in one pass (relu = true, then relu_out to the backward): the same
+-- BatchNorm + ReLU in one pass (relu = true in the forward and the backward): the same
 -- numbers as the two kernels one after the other, in every mode, and a gradient check
 function TestBatchNorm:test_fused_relu_matches_separate()
   local rng = sf.rng(9)
@@ -261,13 +261,30 @@ function TestBatchNorm:test_fused_relu_matches_separate()
     local bs = mode == "train"
     local dg1, db1, dg2, db2 = sf.zeros(5), sf.zeros(5), sf.zeros(5), sf.zeros(5)
     local want = K.batchnorm_backward(K.relu_backward(dy, relu), x, g, mean, invstd, true, dg1, db1, bs)
-    local got = K.batchnorm_backward(dy, x, g, fmean, finvstd, true, dg2, db2, bs, 1, fused)
+    local got = K.batchnorm_backward(dy, x, g, fmean, finvstd, true, dg2, db2, bs, 1, true, b)
     assert_close(got, want, 1e-5, mode .. ": dinp")
     assert_close(dg2, dg1, 1e-5, mode .. ": dgamma")
     assert_close(db2, db1, 1e-5, mode .. ": dbeta")
     -- the mask matters: without it the gradient differs
     local unmasked = K.batchnorm_backward(dy, x, g, fmean, finvstd, true, nil, nil, bs)
     lu.assertTrue(grad_error(flat(want), unmasked) > 1e-2, mode .. ": the mask changes the gradient")
+  end
+  -- the backward recomputes where the forward's ReLU was open: bit for bit, over many
+  -- values (with unit dout and fixed statistics, dinp is gamma * invstd exactly there)
+  local big = sf.randn({16, 5, 40, 40}, rng)
+  local ones = sf.ones(16, 5, 40, 40)
+  for _, mode in ipairs{"train", "eval"} do
+    local y, mean, invstd
+    if mode == "train" then
+      y, mean, invstd = K.batchnorm_forward_train(big, g, b, nil, nil, 0.1, EPS, nil, true)
+    else
+      y, invstd = K.batchnorm_forward_eval(big, g, b, rm, rv, EPS, nil, true)
+      mean = rm
+    end
+    local d = K.batchnorm_backward(ones, big, g, mean, invstd, true, nil, nil, false, 1, true, b)
+    local open_y, open_d = (y:gt(0)):sum(), (d:ne(0)):sum()
+    lu.assertEquals(open_d, open_y, mode .. ": the recomputed mask")
+    lu.assertEquals(flat((y:gt(0)) - (d:ne(0))), flat(sf.zeros(16, 5, 40, 40)), mode .. ": mask, element by element")
   end
   -- finite differences through the fused forward
   local R = rand_table(x:numel(), rng)
@@ -276,17 +293,19 @@ function TestBatchNorm:test_fused_relu_matches_separate()
   local out, mean, invstd = f()
   out, mean, invstd = K.batchnorm_forward_train(x, g, b, nil, nil, 0.1, EPS, nil, true)
   local dg, db = sf.zeros(5), sf.zeros(5)
-  local dinp = K.batchnorm_backward(dout, x, g, mean, invstd, true, dg, db, true, 1, out)
+  local dinp = K.batchnorm_backward(dout, x, g, mean, invstd, true, dg, db, true, 1, true, b)
   assert_grad(numgrad(f, x, R, 1e-3), dinp, "fused dinp", 2e-2)
   assert_grad(numgrad(f, g, R, 1e-3), dg, "fused dgamma", 2e-2)
   assert_grad(numgrad(f, b, R, 1e-3), db, "fused dbeta", 2e-2)
-  -- errors: the flag must be a boolean, relu_out must have the input's shape
+  -- errors: the flag must be a boolean, beta must have C elements
   err_contains("batchnorm_forward_train: argument #9 (relu) expected a boolean, got number",
     K.batchnorm_forward_train, x, g, b, nil, nil, 0.1, EPS, nil, 1)
   err_contains("batchnorm_forward_eval: argument #8 (relu) expected a boolean, got string",
     K.batchnorm_forward_eval, x, g, b, rm, rv, EPS, nil, "yes")
-  err_contains("batchnorm_backward: argument #11 (relu_out) has shape [4,5,9], expected [4,5,3,3]",
+  err_contains("batchnorm_backward: argument #11 (relu) expected a boolean, got userdata",
     K.batchnorm_backward, dout, x, g, mean, invstd, true, nil, nil, true, 1, sf.zeros(4, 5, 9))
+  err_contains("batchnorm_backward: argument #12 (beta) has shape [4], expected [5]",
+    K.batchnorm_backward, dout, x, g, mean, invstd, true, nil, nil, true, 1, true, sf.zeros(4))
 end
 
 function TestBatchNorm:test_backward_skips_accumulates_and_scales()

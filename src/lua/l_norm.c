@@ -262,13 +262,13 @@ static int k_batchnorm_forward_eval(lua_State *L) {
 }
 
 /* K.batchnorm_backward(dout, input, gamma|nil, mean, invstd, dinp, dgamma|nil, dbeta|nil,
- *                      batch_stats, scale = 1, relu_out|nil) -> dinp|nil
- * relu_out: the output of the fused forward (relu = true); dout then counts only where
- * it is positive (the ReLU's backward in the same pass).
+ *                      batch_stats, scale = 1, relu = false, beta|nil) -> dinp|nil
+ * relu: the forward was the fused one (relu = true) with this gamma and beta; dout then
+ * counts only where its output was positive (the ReLU's backward in the same pass).
  * mean/invstd: save_mean/save_invstd of the training forward (batch_stats = true), or
  * running_mean and the invstd returned by the eval forward (batch_stats = false). */
 static int k_batchnorm_backward(lua_State *L) {
-  lua_settop(L, 11); /* temporaries are pushed above the arguments */
+  lua_settop(L, 12); /* temporaries are pushed above the arguments */
   const char *fn = "batchnorm_backward";
   sf_tensor *dy = need_tensor(L, 1, fn, "dout");
   sf_tensor *x = need_tensor(L, 2, fn, "input");
@@ -285,14 +285,15 @@ static int k_batchnorm_backward(lua_State *L) {
   float *db = acc_arg(L, 8, fn, "dbeta", 1, cs, "C of input", x);
   int batch_stats = check_flag(L, 9, fn, "batch_stats");
   double scale = opt_number(L, 10, fn, "scale", 1.0);
-  sf_tensor *ro = opt_tensor(L, 11, fn, "relu_out");
-  if (ro) expect_shape(L, fn, 11, "relu_out", ro, x->ndim, x->size, "the shape of input", x);
-  const float *dyd = in_data(L, dy), *xd = in_data(L, x), *gd = in_data(L, g), *rod = in_data(L, ro);
+  const int relu = opt_flag(L, 11, fn, "relu");
+  sf_tensor *be = opt_tensor(L, 12, fn, "beta");
+  if (be) expect_shape(L, fn, 12, "beta", be, 1, cs, "C of input", x);
+  const float *dyd = in_data(L, dy), *xd = in_data(L, x), *gd = in_data(L, g), *bed = in_data(L, be);
   const float *md = in_data(L, m), *isd = in_data(L, is);
   float *dxd;
   int di = out_arg(L, 6, fn, "dinp", x->ndim, x->size, NIL_SKIPS, "the shape of input", x, &dxd);
-  if (rod)
-    sf_batchnorm_relu_backward(dxd, dg, db, dyd, rod, xd, gd, md, isd, N, C, HW, batch_stats, (float)scale);
+  if (relu)
+    sf_batchnorm_relu_backward(dxd, dg, db, dyd, xd, gd, bed, md, isd, N, C, HW, batch_stats, (float)scale);
   else
     sf_batchnorm_backward(dxd, dg, db, dyd, xd, gd, md, isd, N, C, HW, batch_stats, (float)scale);
   push_index(L, di);

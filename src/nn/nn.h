@@ -177,16 +177,17 @@ void sf_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float
                            const float *gamma, const float *mean, const float *invstd, int64_t N, int64_t C,
                            int64_t HW, int batch_stats, float scale);
 /* BatchNorm followed by ReLU in one pass (out = max(bn(inp), 0), NaN kept), and its
- * backward given that output (relu_out): dout counts only where relu_out > 0. Saves the
- * ReLU's read-write pass and its tensor in both directions. Otherwise as above. */
+ * backward: dout counts only where the forward's bn(inp) was positive, recomputed bit for
+ * bit from inp, gamma, beta, mean and invstd (so the ReLU's output need not be read).
+ * Saves the ReLU's read-write pass and its tensor in both directions. Otherwise as above. */
 void sf_batchnorm_relu_forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
                                      float *running_var, const float *inp, const float *gamma, const float *beta,
                                      int64_t N, int64_t C, int64_t HW, float momentum, float eps);
 void sf_batchnorm_relu_forward_eval(float *out, float *save_invstd, const float *inp, const float *gamma,
                                     const float *beta, const float *mean, const float *var, int64_t N, int64_t C,
                                     int64_t HW, float eps);
-void sf_batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *relu_out,
-                                const float *inp, const float *gamma, const float *mean, const float *invstd,
+void sf_batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                                const float *gamma, const float *beta, const float *mean, const float *invstd,
                                 int64_t N, int64_t C, int64_t HW, int batch_stats, float scale);
 
 /* LayerNorm of each of the M rows of inp[M,D] over its D elements; gamma/beta[D];

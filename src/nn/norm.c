@@ -61,34 +61,45 @@ static void row_affine_relu(float *y, const float *x, int64_t n, float a, float 
   }
 }
 
-/* the ReLU's gradient on the fly: dy where the ReLU's output is positive, else 0 */
-static inline float masked(float dy, float y) { return y > 0.0f ? dy : 0.0f; }
+/* The per-channel affine map of a BatchNorm forward, y = a x + b, from the float
+ * statistics it saves (mean, invstd): the fused backward recomputes it bit for bit to know
+ * where the ReLU let the gradient through, instead of reading the ReLU's output. */
+static void bn_coefs(const float *gamma, const float *beta, int64_t c, float mean, float invstd, float *a, float *b) {
+  *a = (float)((gamma ? (double)gamma[c] : 1.0) * (double)invstd);
+  *b = (beta ? beta[c] : 0.0f) - mean * *a;
+}
 
-static double row_sum_masked(const float *x, const float *m, int64_t n) {
+/* the ReLU's gradient on the fly: dy where the forward's a x + b was positive, else 0 */
+static inline float masked(float dy, float x, float a, float b) {
+  const float v = x * a + b;
+  return v > 0.0f ? dy : 0.0f;
+}
+
+static double row_sum_masked(const float *dy, const float *x, int64_t n, float a, float b) {
   float acc[8] = {0};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) acc[j] += masked(x[i + j], m[i + j]);
+    for (int j = 0; j < 8; j++) acc[j] += masked(dy[i + j], x[i + j], a, b);
   double s = 0.0;
   for (int j = 0; j < 8; j++) s += (double)acc[j];
-  for (; i < n; i++) s += (double)masked(x[i], m[i]);
+  for (; i < n; i++) s += (double)masked(dy[i], x[i], a, b);
   return s;
 }
 
-static double row_dot_centered_masked(const float *dy, const float *m, const float *x, int64_t n, float mean) {
+static double row_dot_centered_masked(const float *dy, const float *x, int64_t n, float mean, float a, float b) {
   float acc[8] = {0};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) acc[j] += masked(dy[i + j], m[i + j]) * (x[i + j] - mean);
+    for (int j = 0; j < 8; j++) acc[j] += masked(dy[i + j], x[i + j], a, b) * (x[i + j] - mean);
   double s = 0.0;
   for (int j = 0; j < 8; j++) s += (double)acc[j];
-  for (; i < n; i++) s += (double)masked(dy[i], m[i]) * ((double)x[i] - (double)mean);
+  for (; i < n; i++) s += (double)masked(dy[i], x[i], a, b) * ((double)x[i] - (double)mean);
   return s;
 }
 
-static void row_affine2_masked(float *y, const float *dy, const float *m, const float *x, int64_t n, float k, float a,
-                               float b) {
-  for (int64_t i = 0; i < n; i++) y[i] = k * masked(dy[i], m[i]) + a * x[i] + b;
+static void row_affine2_masked(float *y, const float *dy, const float *x, int64_t n, float k, float a2, float b2,
+                               float a, float b) {
+  for (int64_t i = 0; i < n; i++) y[i] = k * masked(dy[i], x[i], a, b) + a2 * x[i] + b2;
 }
 
 /* y = k dy + a x + b over a row: every normalisation backward reduces to this form
@@ -109,7 +120,7 @@ static int channel_parts(int64_t C, int64_t per_channel) {
 typedef struct {
   float *out, *save_mean, *save_invstd, *running_mean, *running_var;
   const float *inp, *gamma, *beta, *mean, *var, *dout;
-  const float *relu_out; /* backward of the fused form: the ReLU's output, else NULL */
+  int relu_bwd; /* backward of the fused form (the mask is recomputed from inp, gamma, beta) */
   float *dinp, *dgamma, *dbeta;
   int64_t N, C, HW;
   float momentum, eps, scale;
@@ -140,8 +151,8 @@ static void bn_train_part(void *ctx, int64_t c0, int64_t c1, int part) {
       q->running_mean[c] = (float)((1.0 - mo) * (double)q->running_mean[c] + mo * mean);
       q->running_var[c] = (float)((1.0 - mo) * (double)q->running_var[c] + mo * unbiased);
     }
-    const float a = (float)((q->gamma ? (double)q->gamma[c] : 1.0) * invstd);
-    const float b = (q->beta ? q->beta[c] : 0.0f) - mf * a;
+    float a, b;
+    bn_coefs(q->gamma, q->beta, c, mf, (float)invstd, &a, &b);
     for (int64_t n = 0; n < N; n++)
       if (q->relu)
         row_affine_relu(q->out + (n * C + c) * HW, inp + (n * C + c) * HW, HW, a, b);
@@ -178,8 +189,8 @@ static void bn_eval_part(void *ctx, int64_t c0, int64_t c1, int part) {
   for (int64_t c = c0; c < c1; c++) {
     const double invstd = 1.0 / sqrt((double)q->var[c] + (double)q->eps);
     if (q->save_invstd) q->save_invstd[c] = (float)invstd;
-    const float a = (float)((q->gamma ? (double)q->gamma[c] : 1.0) * invstd);
-    const float b = (q->beta ? q->beta[c] : 0.0f) - q->mean[c] * a;
+    float a, b;
+    bn_coefs(q->gamma, q->beta, c, q->mean[c], (float)invstd, &a, &b);
     for (int64_t n = 0; n < N; n++)
       if (q->relu)
         row_affine_relu(q->out + (n * C + c) * HW, q->inp + (n * C + c) * HW, HW, a, b);
@@ -218,12 +229,14 @@ static void bn_backward_part(void *ctx, int64_t c0, int64_t c1, int part) {
     const float m = q->mean[c];
     const double is = (double)q->var[c]; /* invstd */
     double sdy = 0.0, sdyx = 0.0; /* sum dout, sum dout * xhat */
+    float ra = 0.0f, rb = 0.0f;   /* the forward's affine map, for the ReLU's mask */
+    if (q->relu_bwd) bn_coefs(q->gamma, q->beta, c, m, q->var[c], &ra, &rb);
     if (need_sums) {
       for (int64_t n = 0; n < N; n++) {
         const int64_t o = (n * C + c) * HW;
-        if (q->relu_out) {
-          sdy += row_sum_masked(dout + o, q->relu_out + o, HW);
-          sdyx += row_dot_centered_masked(dout + o, q->relu_out + o, inp + o, HW, m);
+        if (q->relu_bwd) {
+          sdy += row_sum_masked(dout + o, inp + o, HW, ra, rb);
+          sdyx += row_dot_centered_masked(dout + o, inp + o, HW, m, ra, rb);
         } else {
           sdy += row_sum(dout + o, HW);
           sdyx += row_dot_centered(dout + o, inp + o, HW, m);
@@ -244,8 +257,8 @@ static void bn_backward_part(void *ctx, int64_t c0, int64_t c1, int part) {
     }
     for (int64_t n = 0; n < N; n++) {
       const int64_t o = (n * C + c) * HW;
-      if (q->relu_out)
-        row_affine2_masked(q->dinp + o, dout + o, q->relu_out + o, inp + o, HW, (float)k, a, b);
+      if (q->relu_bwd)
+        row_affine2_masked(q->dinp + o, dout + o, inp + o, HW, (float)k, a, b, ra, rb);
       else
         row_affine2(q->dinp + o, dout + o, inp + o, HW, (float)k, a, b);
     }
@@ -264,16 +277,16 @@ void sf_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float
   sf_parallel_for(channel_parts(C, N * HW), C, bn_backward_part, &q);
 }
 
-void sf_batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *relu_out,
-                                const float *inp, const float *gamma, const float *mean, const float *invstd,
+void sf_batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                                const float *gamma, const float *beta, const float *mean, const float *invstd,
                                 int64_t N, int64_t C, int64_t HW, int batch_stats, float scale) {
   if (!dinp && !dgamma && !dbeta) return;
   sf_nn_count(SF_K_ACT_BWD);
   if (dinp) sf_nn_count(SF_K_NORM_BWD_INPUT);
   if (dgamma || dbeta) sf_nn_count(SF_K_NORM_BWD_AFFINE);
-  bn_ctx q = {.dinp = dinp, .dgamma = dgamma, .dbeta = dbeta, .dout = dout, .relu_out = relu_out, .inp = inp,
-              .gamma = gamma, .mean = mean, .var = invstd, .N = N, .C = C, .HW = HW, .batch_stats = batch_stats,
-              .scale = scale};
+  bn_ctx q = {.dinp = dinp, .dgamma = dgamma, .dbeta = dbeta, .dout = dout, .relu_bwd = 1, .inp = inp,
+              .gamma = gamma, .beta = beta, .mean = mean, .var = invstd, .N = N, .C = C, .HW = HW,
+              .batch_stats = batch_stats, .scale = scale};
   sf_parallel_for(channel_parts(C, N * HW), C, bn_backward_part, &q);
 }
 

@@ -262,7 +262,7 @@ return function(nn, sf)
     local want = need ~= false
     if not (dw or db or want) then self.gradInput = nil; return nil end
     self.gradInput = K.batchnorm_backward(gradOutput, input, self.weight, self._s_mean, self._s_invstd, want, dw, db,
-      self._s_batch_stats, 1, self._s_relu and self._s_out or nil)
+      self._s_batch_stats, 1, self._s_relu or false, self.bias)
     if not want then self.gradInput = nil end
     return self.gradInput
   end
