@@ -148,6 +148,12 @@ function TestBars:test_data_script_and_render()
   lu.assertStrContains(gp, "set style histogram errorbars")
   lu.assertStrContains(gp, "datafile using 2:3:xtic(1) title 'All'")
   lu.assertStrContains(gp, "'' using 6:7 title 'Last layer'")
+  lu.assertNotStrContains(gp, "rotate", "two short group names stay level")
+  -- six long names would collide: slanted
+  local many = {}
+  for i = 1, 6 do many[i] = {name = "corruption_name_" .. i, bars = {{label = "All", value = i}}} end
+  local r3 = plot.bars{path = base .. "-many", groups = many, gnuplot = "/nonexistent/gnuplot", quiet = true}
+  lu.assertStrContains(read(r3.gp), "set xtics rotate by -30")
   if plot.have_gnuplot() then
     local r2 = plot.bars{path = base, title = "relative", ylabel = "points", groups = groups()}
     lu.assertTrue(r2.rendered, r2.message)

@@ -282,6 +282,11 @@ function plot.bars(o)
     "set xzeroaxis lt -1",
     "set xtics nomirror noenhanced",
   }
+  -- group names that would run into each other (about 7 px per character at 11 pt over
+  -- the ~60% of the width the plot area gets) are slanted
+  local longest = 0
+  for _, g in ipairs(o.groups) do longest = math.max(longest, #tostring(g.name)) end
+  if #o.groups * (longest + 2) * 7 > 0.6 * w then L[#L + 1] = "set xtics rotate by -30" end
   if o.yrange then L[#L + 1] = string.format("set yrange [%s:%s]", tostring(o.yrange[1] or ""), tostring(o.yrange[2] or "")) end
   for _, extra in ipairs(o.extra or {}) do L[#L + 1] = extra end
   local items = {}
