@@ -212,8 +212,13 @@ local function bench_steps()
     local step, ntrain = make_step(model, x, y, mode)
     local t0 = now()
     local ips, k, util = measure(step, O.batch)
-    model:forward(x) -- the training steps clear their activations; layer_work reads output sizes
+    -- the training steps clear their activations, and fused or folded layers keep none:
+    -- one forward with every output kept, for layer_work to read their sizes
+    model:set_fusion(false)
+    model:forward(x)
     local flops, fwd = step_flops(layer_work(model), mode ~= "fwd")
+    model:set_fusion(true)
+    model:clear_state()
     out.macs_fwd = fwd // 2
     out.results[#out.results + 1] = {mode = mode, layout = "nchw", samples = ips, steps = k, trainable = ntrain,
                                      cpu_util = util, flops = flops, hwm_kb = hwm_kb()}
