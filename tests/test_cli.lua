@@ -141,6 +141,17 @@ function TestOptions:test_e_runs_code()
   lu.assertEquals(r.out, "2\ntwo\n")
 end
 
+-- A Lua library loaded against a core of another interface (a stale build) refuses to
+-- load, naming both numbers, instead of computing with mismatched bindings
+function TestOptions:test_stale_core_is_refused()
+  local r = run([[-e 'local core = require "surgft.core"; print(math.type(core.abi)); core.abi = 999; ]]
+    .. [[package.loaded.surgft = nil; require "surgft"']])
+  lu.assertEquals(r.code, 1)
+  lu.assertStrContains(r.out, "integer")
+  lu.assertStrContains(r.err, "expects the C core's interface")
+  lu.assertStrContains(r.err, "has 999: the build is stale or from another checkout; rebuild it")
+end
+
 -- OpenBLAS's idle-thread spin timeout: set short when the user has not chosen one (the
 -- interpreter re-executes itself once; arguments and stdin must survive that)
 function TestOptions:test_openblas_thread_timeout()

@@ -86,6 +86,8 @@ int luaopen_surgft_core(lua_State *L) {
   lua_setfield(L, mod, "_tensor_mt");
   lua_pushliteral(L, SURGFT_VERSION);
   lua_setfield(L, mod, "version");
+  lua_pushinteger(L, SFL_ABI);
+  lua_setfield(L, mod, "abi");
   lua_pushcfunction(L, l_isatty);
   lua_setfield(L, mod, "isatty");
   lua_pushcfunction(L, l_clock);

@@ -25,6 +25,13 @@
 #include "../core/rng.h"
 #include "../core/tensor.h"
 
+/* The interface number of the bindings (surgft.core.abi). lua/surgft/init.lua refuses
+ * to load against a core with another number: a stale build next to a newer Lua library
+ * (extra arguments silently dropped, say) would otherwise compute wrong numbers without
+ * an error. Bump it, and init.lua's, whenever a binding the Lua library uses changes its
+ * arguments or meaning. */
+#define SFL_ABI 2
+
 #define SFL_TENSOR "surgft.Tensor"
 #define SFL_RNG "surgft.RNG"
 
