@@ -585,6 +585,31 @@ local GELU1 = 0.8413447460685429      -- 1 * Phi(1)
 local GELU_M1 = -0.15865525393145707  -- -1 * Phi(-1)
 local GELU_TANH1 = 0.8411919906082768
 
+-- the residual sum and its ReLU in one pass: by hand, in place into either operand, NaN
+-- kept, the same as the two kernels one after the other, and its errors
+function TestActivations:test_add_relu()
+  local a, b = sf.tensor{-2, -1, 0, 1, 3, 0 / 0}, sf.tensor{1, 2, -1, -1, 0.5, 0}
+  local got = flat(K.add_relu_forward(a, b))
+  lu.assertEquals({got[1], got[2], got[3], got[4], got[5]}, {0, 1, 0, 0, 3.5})
+  lu.assertTrue(got[6] ~= got[6], "NaN stays NaN")
+  local rng = sf.rng(12)
+  local x, y = sf.randn({3, 4, 5, 6}, rng), sf.randn({3, 4, 5, 6}, rng)
+  local want = flat(K.relu_forward(x + y))
+  lu.assertEquals(flat(K.add_relu_forward(x, y)), want)
+  local x2 = x:clone()
+  lu.assertEquals(flat(K.add_relu_forward(x2, y, x2)), want, "in place into a")
+  lu.assertEquals(flat(x2), want)
+  local y2 = y:clone()
+  K.add_relu_forward(x, y2, y2)
+  lu.assertEquals(flat(y2), want, "in place into b")
+  -- a strided operand
+  local xt = x:transpose(1, 2):contiguous():transpose(1, 2)
+  lu.assertEquals(flat(K.add_relu_forward(xt, y)), want, "strided a")
+  err_contains("add_relu_forward: argument #2 (b) has shape [3,4,5], expected [3,4,5,6]", K.add_relu_forward, x,
+    sf.zeros(3, 4, 5))
+  err_contains("add_relu_forward: argument #1 (a) expected a tensor", K.add_relu_forward, {1}, y)
+end
+
 function TestActivations:test_hand_values()
   local x = sf.tensor{-2, -1, 0, 1, 3}
   assert_close(K.relu_forward(x), {0, 0, 0, 1, 3}, 0, "relu")

@@ -526,6 +526,20 @@ static int act_backward(lua_State *L, const char *fn, const char *saved, act_bwd
 }
 
 static int k_relu_forward(lua_State *L) { return act_forward(L, "relu_forward", sf_relu_forward, 0); }
+
+/* K.add_relu_forward(a, b, out|nil) -> out = max(a + b, 0) (out may be a or b) */
+static int k_add_relu_forward(lua_State *L) {
+  lua_settop(L, 3);
+  const char *fn = "add_relu_forward";
+  sf_tensor *a = need_tensor(L, 1, fn, "a"), *b = need_tensor(L, 2, fn, "b");
+  expect_shape(L, fn, 2, "b", b, a->ndim, a->size, "the shape of a", a);
+  const float *ad = in_data(L, a), *bd = in_data(L, b);
+  float *od;
+  int oi = out_arg(L, 3, fn, "out", a->ndim, a->size, NIL_ALLOCATES, "the shape of a", a, &od);
+  sf_add_relu_forward(od, ad, bd, sf_tensor_numel(a));
+  push_index(L, oi);
+  return 1;
+}
 static int k_relu_backward(lua_State *L) {
   return act_backward(L, "relu_backward", "input_or_output", sf_relu_backward, 0);
 }
@@ -684,6 +698,7 @@ static const luaL_Reg lib[] = {
     {"groupnorm_forward", k_groupnorm_forward},
     {"groupnorm_backward", k_groupnorm_backward},
     {"relu_forward", k_relu_forward},
+    {"add_relu_forward", k_add_relu_forward},
     {"relu_backward", k_relu_backward},
     {"gelu_forward", k_gelu_forward},
     {"gelu_backward", k_gelu_backward},

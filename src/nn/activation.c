@@ -38,6 +38,23 @@ static void relu_bwd_part(void *ctx, int64_t lo, int64_t hi, int part) {
   for (int64_t i = lo; i < hi; i++) o[i] = s[i] > 0.0f ? dy[i] : 0.0f;
 }
 
+static void add_relu_part(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)part;
+  const relu_ctx *c = ctx;
+  float *o = c->o;
+  const float *a = c->a, *b = c->b;
+  for (int64_t i = lo; i < hi; i++) {
+    const float v = a[i] + b[i];
+    o[i] = v < 0.0f ? 0.0f : v;
+  }
+}
+
+void sf_add_relu_forward(float *out, const float *a, const float *b, int64_t n) {
+  sf_nn_count(SF_K_ACT_FWD);
+  relu_ctx c = {out, a, b};
+  sf_parallel_for(sf_parallel_parts(n, 65536), n, add_relu_part, &c);
+}
+
 void sf_relu_forward(float *out, const float *inp, int64_t n) {
   sf_nn_count(SF_K_ACT_FWD);
   relu_ctx c = {out, inp, NULL};

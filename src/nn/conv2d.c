@@ -475,6 +475,11 @@ DIRECT_FN void direct_wtile_full(float *restrict part, int64_t C, const float *r
                                  const int64_t *off) {
   direct_wtile(part, C, dw, ldd, dstride, in, istride, nb, Jpad, off, DWK);
 }
+DIRECT_FN void direct_wtile_two(float *restrict part, int64_t C, const float *restrict dw, int64_t ldd,
+                                int64_t dstride, const float *restrict in, int64_t istride, int64_t nb, int64_t Jpad,
+                                const int64_t *off) {
+  direct_wtile(part, C, dw, ldd, dstride, in, istride, nb, Jpad, off, DWK >= 2 ? 2 : 1);
+}
 DIRECT_FN void direct_wtile_one(float *restrict part, int64_t C, const float *restrict dw, int64_t ldd,
                                 int64_t dstride, const float *restrict in, int64_t istride, int64_t nb, int64_t Jpad,
                                 const int64_t *off) {
@@ -520,6 +525,12 @@ static void direct_w_range(float *part, const float *dout, const float *inp, con
       for (; k + DWK <= K; k += DWK)
         direct_wtile_full(part + (k * C + c) * 9, C, dwide + k * Jpad, Jpad, K * Jpad, pad + c * plane, g->in_floats,
                           nb, Jpad, off);
+      /* the remainder channels: a pair shares its input loads (a single one is load-bound) */
+      if (DWK > 2 && K - k >= 2) {
+        direct_wtile_two(part + (k * C + c) * 9, C, dwide + k * Jpad, Jpad, K * Jpad, pad + c * plane, g->in_floats,
+                         nb, Jpad, off);
+        k += 2;
+      }
       for (; k < K; k++)
         direct_wtile_one(part + (k * C + c) * 9, C, dwide + k * Jpad, Jpad, K * Jpad, pad + c * plane, g->in_floats,
                          nb, Jpad, off);

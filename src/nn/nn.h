@@ -212,6 +212,8 @@ void sf_groupnorm_backward(float *dinp, float *dgamma, float *dbeta, const float
  * the output (1 - y^2, y (1 - y): no transcendental call). */
 void sf_relu_forward(float *out, const float *inp, int64_t n);
 void sf_relu_backward(float *dinp, const float *dout, const float *inp_or_out, int64_t n);
+/* out = max(a + b, 0) in one pass (a residual sum and its ReLU); out may be a or b */
+void sf_add_relu_forward(float *out, const float *a, const float *b, int64_t n);
 /* approximate = 0: x * Phi(x) with the exact erf (PyTorch's default); 1: the tanh form */
 void sf_gelu_forward(float *out, const float *inp, int64_t n, int approximate);
 void sf_gelu_backward(float *dinp, const float *dout, const float *inp, int64_t n, int approximate);

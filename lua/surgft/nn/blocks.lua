@@ -73,8 +73,7 @@ return function(nn, sf)
       K.relu_forward(h, h)
       C.relu1.output = h
       h = C.conv2:forward_affine(h, C.bn2:eval_affine())
-      h:add_(sc and sc["0"]:forward_affine(x, sc["1"]:eval_affine()) or x)
-      K.relu_forward(h, h)
+      K.add_relu_forward(h, sc and sc["0"]:forward_affine(x, sc["1"]:eval_affine()) or x, h)
       C.relu.output = h
       self._s_folded = true
       self.output = h
@@ -90,8 +89,7 @@ return function(nn, sf)
     else
       -- the sum is only needed through its ReLU: it is formed and rectified in place in
       -- bn2's output, which nothing else needs (bn2's backward needs its input)
-      h:add_(s)
-      K.relu_forward(h, h)
+      K.add_relu_forward(h, s, h)
       C.relu.output, C.bn2.output = h, nil
       self.output = h
     end
