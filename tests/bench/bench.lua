@@ -54,17 +54,17 @@ local PYTHON = "/usr/bin/python3" -- Debian's, which sees python3-torch
 -- conv block); "head" the classifier.
 local MODELS = {
   {name = "mlp", modes = {"train", "fwd"}, layouts = "nchw"},
-  {name = "cnn", modes = {"train", "fwd", "head", "first", "last"}, layouts = "nchw,nhwc",
-   select = {head = "head.", first = "block1.", last = "block3."}},
+  {name = "cnn", modes = {"train", "fwd", "head", "head_bneval", "first", "last"}, layouts = "nchw,nhwc",
+   select = {head = "head.", head_bneval = "head.", first = "block1.", last = "block3."}},
   {name = "resnet8", modes = {"train", "fwd"}, layouts = "nchw,nhwc"},
-  {name = "resnet20", modes = {"train", "fwd", "head", "first", "last"}, layouts = "nchw,nhwc",
-   select = {head = "head.", first = "stem.,block1.0.", last = "block3.2."}},
+  {name = "resnet20", modes = {"train", "fwd", "head", "head_bneval", "first", "last"}, layouts = "nchw,nhwc",
+   select = {head = "head.", head_bneval = "head.", first = "stem.,block1.0.", last = "block3.2."}},
   {name = "vit", modes = {"train", "fwd"}, layouts = "nchw"},
 }
 local LABEL = {mlp = "MLP 784-512-512-10", cnn = "small CNN", resnet8 = "ResNet-8", resnet20 = "ResNet-20",
                vit = "tiny ViT"}
 local MODE_LABEL = {train = "train step", fwd = "forward", head = "head only", first = "first block only",
-                    last = "last block only", all = "all"}
+                    last = "last block only", all = "all", head_bneval = "head only, BatchNorm eval"}
 
 local P -- run parameters
 if O.quick then
@@ -438,7 +438,7 @@ doc[#doc + 1] = main_table(function(r) return r.mode == "train" or r.mode == "fw
 local any_surgical = false
 for _, r in ipairs(rows) do if r.mode ~= "train" and r.mode ~= "fwd" then any_surgical = true end end
 if any_surgical then
-  doc[#doc + 1] = "## Surgical steps (BatchNorm in train mode; step / forward = a forward pass's img/s over the step's)\n"
+  doc[#doc + 1] = "## Surgical steps (BatchNorm in train mode unless the row says eval; step / forward = a forward pass's img/s over the step's)\n"
   doc[#doc + 1] = surgical_table() .. "\n"
 end
 doc[#doc + 1] = "## Peak resident memory of training steps at batch 128 (whole process: VmHWM / ru_maxrss; " ..

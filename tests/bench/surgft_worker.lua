@@ -9,8 +9,8 @@
 -- Modes: train (every parameter trains), fwd (forward only under model:evaluate()), or a
 -- name given by --select=NAME=prefix1,prefix2: a training step where only the parameters
 -- whose names start with a prefix train (set with sf.policy.apply; BatchNorm stays in
--- train mode, as on the PyTorch side). A step is zero_grad, forward, cross_entropy,
--- backward, SGD (lr 0.01, momentum 0.9).
+-- train mode, as on the PyTorch side, unless NAME ends in _bneval). A step is zero_grad,
+-- forward, cross_entropy, backward, SGD (lr 0.01, momentum 0.9).
 --
 -- --frozen times sf.finetune with policy last_layer and bn "eval" (head-only fine-tuning)
 -- on --images random images for --epochs epochs, against plain forward passes over the
@@ -168,6 +168,9 @@ local function make_step(model, x, y, mode)
   end
   if n == 0 then fail("mode '%s' selects no parameter of %s", mode, O.model) end
   sf.policy.apply(model, sel)
+  -- a mode named *_bneval runs BatchNorm on its running statistics (the paper's protocol;
+  -- the frozen prefix then folds), the others keep batch statistics as on the PyTorch side
+  if mode:match("_bneval$") then model:evaluate() end
   local opt = sf.optim.sgd(model, {lr = 0.01, momentum = 0.9})
   return function()
     model:zero_grad()

@@ -7,7 +7,8 @@ surgft_worker.lua; both take the same arguments and print the same RESULT line).
 
 Modes: train (every parameter trains), fwd (forward only: eval mode, no_grad), or a name
 given by --select=NAME=prefix1,prefix2 (a training step where only the parameters whose
-names start with a prefix train; BatchNorm stays in train mode, like torch_freeze.py).
+names start with a prefix train; BatchNorm stays in train mode, like torch_freeze.py, unless
+NAME ends in _bneval: then it uses its running statistics, the paper's protocol).
 A training step is zero_grad, forward, cross-entropy, backward, SGD (lr 0.01, momentum
 0.9) over the trainable parameters. Each (mode, layout) is warmed up, then timed in
 `samples` runs of k steps (k chosen so a run lasts about `target` seconds).
@@ -118,6 +119,8 @@ def make_step(model, x, y, mode):
             params.append(p)
     if not params:
         sys.exit("torch_worker: mode '%s' selects no parameter of %s" % (mode, O["model"]))
+    if mode.endswith("_bneval"):
+        model.eval()  # BatchNorm with its running statistics: the paper's fine-tuning protocol
     opt = torch.optim.SGD(params, lr=0.01, momentum=0.9)
     lossf = torch.nn.CrossEntropyLoss()
 
