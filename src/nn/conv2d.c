@@ -1008,6 +1008,16 @@ static void bias_part(void *ctx, int64_t lo, int64_t hi, int part) {
   bias_grad(b->dbias, b->dout, b->N, b->K, b->P, b->scale, lo, hi);
 }
 
+/* dweight[j] += scale * (the parts' partial sums of j, added in part order): fixed for a
+ * given thread count */
+static void add_partials(float *dweight, float *const *partial, int parts, int64_t n, float scale) {
+  for (int64_t j = 0; j < n; j++) {
+    float t = 0.0f;
+    for (int p = 0; p < parts; p++) t += partial[p][j];
+    dweight[j] += scale * t;
+  }
+}
+
 void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, const float *inp,
                                const sf_conv2d_shape *s, float scale) {
   if (!dweight && !dbias) return;
@@ -1033,11 +1043,7 @@ void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, 
   if (is_strided_pointwise(s)) {
     spw_ctx d = {.inp = inp, .dout = dout, .s = s};
     spw_run(spw_bwd_weight_part, &d, N, parts);
-    for (int64_t j = 0; j < K * C; j++) {
-      float t = 0.0f;
-      for (int p = 0; p < parts; p++) t += d.partial[p][j];
-      dweight[j] += scale * t;
-    }
+    add_partials(dweight, d.partial, parts, K * C, scale);
     return;
   }
   if (direct_w_ok(s)) {
@@ -1048,12 +1054,7 @@ void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, 
       direct_w_part(&d, 0, N, 0);
     else
       sf_parallel_for(parts, N, direct_w_part, &d);
-    /* partial sums added in part order, then scaled: fixed for a given thread count */
-    for (int64_t j = 0; j < K * CRS; j++) {
-      float t = 0.0f;
-      for (int p = 0; p < parts; p++) t += d.partial[p][j];
-      dweight[j] += scale * t;
-    }
+    add_partials(dweight, d.partial, parts, K * CRS, scale);
     return;
   }
   conv_ctx c = {.inp = inp, .dout = dout, .s = s};

@@ -14,7 +14,7 @@ return function(nn, sf)
   -- Returns the output and whether it was fused (the backward then skips the ReLU's step).
   local function norm_relu(self, norm, relu, x)
     local C = self._children
-    if not self._no_fusion and C[norm].fuses_relu and C[norm]:fuses_relu() and C[relu]:type() == "ReLU" then
+    if not self._no_fusion and nn.fuses_relu(C[norm], C[relu]) then
       local h = self:call_child(norm, "forward", x, true)
       C[relu].output = h
       return h, true
@@ -29,13 +29,11 @@ return function(nn, sf)
   -- neither the BatchNorm pass nor the convolution's own output exists. Should a backward
   -- come anyway (an input gradient asked for), the block recomputes its forward unfolded
   -- first: folding changes speed, never results beyond rounding.
-  local function eval_bn(m) return m ~= nil and m.eval_affine ~= nil and m:mode() == "eval" end
   local function foldable(self, norms)
     if self._no_fusion or self._s_nofold or self:has_trainable() then return false end
-    for _, m in ipairs(norms) do if not eval_bn(m) then return false end end
+    for _, m in ipairs(norms) do if not nn.eval_bn(m) then return false end end
     return true
   end
-  nn.foldable = foldable
 
   local function shortcut(cin, cout, stride, kind, opts, with_norm)
     if stride == 1 and cin == cout then return nil end
@@ -98,10 +96,7 @@ return function(nn, sf)
 
   function BasicBlock:backward(x, g, need)
     if need == false and not self:has_trainable() then self.gradInput = nil; return nil end
-    if self._s_folded then -- the intermediates the backward needs were never computed
-      self._s_nofold = true
-      self:forward(x)
-    end
+    self:unfold_for_backward(x)
     local C = self._children
     local gs = self:call_child("relu", "backward", self._s_sum, g, true)
     local steps = {{"conv1", x}, {"bn1", C.conv1.output}}
@@ -161,10 +156,7 @@ return function(nn, sf)
 
   function PreActBlock:backward(x, g, need)
     if need == false and not self:has_trainable() then self.gradInput = nil; return nil end
-    if self._s_folded then -- the intermediates the backward needs were never computed
-      self._s_nofold = true
-      self:forward(x)
-    end
+    self:unfold_for_backward(x)
     local C = self._children
     local o = C.relu1.output
     -- o's gradient is needed when anything below it trains or the input gradient is wanted

@@ -27,7 +27,7 @@ return function(nn, sf)
   -- Children get _s_nofold when something at or before them trains (a backward will pass
   -- through them: they keep what it needs). Where nothing does and a frozen Conv2d is
   -- followed by an eval-mode BatchNorm (and a ReLU), the three run as one convolution with
-  -- the BatchNorm folded in (see nn.foldable in blocks.lua); a backward through it
+  -- the BatchNorm folded in (as in the blocks, see blocks.lua); a backward through it
   -- recomputes the forward unfolded first.
   function Sequential:forward(input)
     ensure_built(self)
@@ -39,8 +39,8 @@ return function(nn, sf)
       local m, nxt = C[i].module, C[i + 1] and C[i + 1].module
       below = below or m:has_trainable()
       m._s_nofold = below or nil
-      if nxt and not below and not self._no_fusion and m.forward_affine and nxt.eval_affine
-        and not nxt:has_trainable() and nxt:mode() == "eval" then
+      if nxt and not below and not self._no_fusion and m.forward_affine and nn.eval_bn(nxt)
+        and not nxt:has_trainable() then
         local after = C[i + 2] and C[i + 2].module
         local relu = after ~= nil and after:type() == "ReLU"
         x = m:forward_affine(x, nxt:eval_affine())
@@ -53,7 +53,7 @@ return function(nn, sf)
         end
         self._s_folded = true
         i = i + (relu and 3 or 2)
-      elseif nxt and not self._no_fusion and m.fuses_relu and m:fuses_relu() and nxt:type() == "ReLU" then
+      elseif not self._no_fusion and nn.fuses_relu(m, nxt) then
         x = self:call_child(i, "forward", x, true)
         nxt.output = x
         fused = fused or {}
@@ -70,10 +70,7 @@ return function(nn, sf)
   end
 
   function Sequential:backward(input, gradOutput, need)
-    if self._s_folded and (need ~= false or self:has_trainable()) then
-      self._s_nofold = true -- recompute what the folded forward never kept
-      self:forward(input)
-    end
+    if need ~= false or self:has_trainable() then self:unfold_for_backward(input) end
     local steps, fused = {}, self._s_fused or {}
     for i, c in ipairs(self._children) do
       if not fused[i] then steps[#steps + 1] = {c.name, i == 1 and input or self._children[i - 1].module.output} end

@@ -274,12 +274,29 @@ end
 -- set_fusion(on): whether blocks may compute a BatchNorm and the ReLU after it in one pass
 -- (about a tenth of a ResNet training step), and fold eval-mode BatchNorms into the
 -- convolutions before them where nothing trainable lies at or below (inference; see
--- nn.foldable). On by default. Fused or folded, some submodules keep no output of their
+-- blocks.lua). On by default. Fused or folded, some submodules keep no output of their
 -- own (a BatchNorm's pre-activation, a folded convolution's): switch fusion off to read
 -- every submodule's output after a forward. Applies to this module and everything below.
 function Module:set_fusion(on)
   self:visit(function(m) m._no_fusion = (on == false) or nil end)
   return self
+end
+
+-- Shared by the containers and blocks that fuse or fold (fusion is off under
+-- set_fusion(false), which the callers check through self._no_fusion):
+-- can `norm` take the ReLU module `relu` that follows it into its own pass?
+function nn.fuses_relu(norm, relu)
+  return norm ~= nil and norm.fuses_relu ~= nil and norm:fuses_relu() and relu ~= nil and relu:type() == "ReLU"
+end
+-- is m a BatchNorm in eval mode (one a convolution before it can absorb)?
+function nn.eval_bn(m) return m ~= nil and m.eval_affine ~= nil and m:mode() == "eval" end
+
+-- A module whose forward ran folded never kept what its backward needs: run the forward
+-- again without folding (same results up to rounding) before the backward goes on.
+function Module:unfold_for_backward(input)
+  if not self._s_folded then return end
+  self._s_nofold = true
+  self:forward(input)
 end
 
 function Module:clear_state()
