@@ -6,34 +6,21 @@
 -- what it measures, also where it disagrees with the paper.
 --
 -- Source: the WILDS train split, its id_val split for validation. Target: the OOD test
--- split (2016 on), cut per class and per seed into n_per_class training, val_per_class
--- validation and test_per_class test tiles.
+-- split (2016 on), cut per class and per seed into 10 training, 10 validation and 25 test
+-- tiles (counts).
 --
 --   surgft-lua experiments/fmow_last3.lua [--quick]
-local sf = require "surgft"
 local paper = require "surgft.paper"
 local quick = arg and arg[1] == "--quick"
 
-local config = {
-  vit = {image = 32, patch = 8, channels = 3, dim = 64, depth = 6, heads = 4, mlp_ratio = 2},
-  pretrain = {epochs = quick and 1 or 15, optim = "adam", lr = 1e-3, weight_decay = 1e-4, batch = 128,
-              schedule = "cosine", augment = {flip = true}},
-  n_per_class = 10, val_per_class = 10, test_per_class = 25,
-  lrs = quick and {1e-3} or {1e-3, 1e-4, 1e-5},
-  seeds = quick and {0} or {0, 1, 2},
-  epochs = quick and 2 or 10,
+paper.vit_experiment{
+  name = "fmow_last3", title = "FMoW", quick = quick,
+  task = {
+    name = "FMoW", dataset = "fmow", synth = "fmow", cache_name = "fmow_vit",
+    vit = {image = 32, patch = 8, channels = 3, dim = 64, depth = 6, heads = 4, mlp_ratio = 2},
+    pretrain = {epochs = quick and 1 or 15, optim = "adam", lr = 1e-3, weight_decay = 1e-4, batch = 128,
+                schedule = "cosine", augment = {flip = true}},
+    counts = {25, 10, 10}, -- test, validation and training tiles per class
+    seed_offset = 2000,
+  },
 }
-
-local task, label = paper.wilds_task{
-  name = "FMoW", dataset = "fmow", synth = "fmow", cache_name = "fmow_vit",
-  vit = config.vit, pretrain = config.pretrain,
-  counts = {config.test_per_class, config.val_per_class, config.n_per_class}, seed_offset = 2000,
-}
-
-sf.experiment{
-  name = "fmow_last3" .. (quick and "_quick" or ""),
-  title = "FMoW (" .. label .. "), ViT",
-  tasks = {task},
-  policies = paper.vit_rows(config.vit.depth),
-  lrs = config.lrs, seeds = config.seeds, epochs = config.epochs, test = "best",
-}:run()

@@ -177,4 +177,23 @@ function paper.wilds_task(o)
           info = {root = root, real = real}}, label
 end
 
+-- vit_experiment{name =, title =, task = {the wilds_task options}, quick = bool,
+--                lrs = {...} (default 1e-3, 1e-4, 1e-5)} -> the results of sf.experiment(...):run()
+-- The ViT-table protocol shared by the WILDS experiments: one wilds_task, the vit_rows of
+-- its model's depth, 3 seeds, 10 epochs; quick = a smoke run (one lr, one seed, 2 epochs).
+-- The title gets the data's label: "<title> (<WILDS | ...-synth>), ViT".
+function paper.vit_experiment(o)
+  local task, label = paper.wilds_task(o.task)
+  return sf.experiment{
+    name = o.name .. (o.quick and "_quick" or ""),
+    title = o.title .. " (" .. label .. "), ViT",
+    tasks = {task},
+    policies = paper.vit_rows(o.task.vit.depth),
+    lrs = o.quick and {1e-3} or o.lrs or {1e-3, 1e-4, 1e-5},
+    seeds = o.quick and {0} or {0, 1, 2},
+    epochs = o.quick and 2 or 10,
+    test = "best", -- test accuracy only where validation improves: the selected numbers, fewer passes
+  }:run()
+end
+
 return paper
