@@ -174,6 +174,30 @@ function TestModelNames:test_model_option_errors()
   lu.assertErrorMsgContains("sizes needs at least", models.mlp, {sizes = {3}})
 end
 
+-- every builder checks its options the same way: each names itself and its own valid keys
+function TestModelNames:test_every_builder_checks_its_options()
+  local valid = {
+    mlp = "rng, sizes",
+    cnn = "classes, in_channels, rng, widths",
+    resnet = "block, classes, depth, gn_groups, in_channels, norm, rng, widths",
+    vit = "channels, classes, depth, dim, heads, image, mlp_ratio, patch, rng",
+    two_layer = "d, k, out, phi, rng",
+  }
+  for name, keys in pairs(valid) do
+    lu.assertErrorMsgContains(string.format("models.%s: unknown option 'bogus' (valid: %s)", name, keys),
+      models[name], {bogus = 1})
+    lu.assertErrorMsgContains(string.format("models.%s: expected an options table, got number", name), models[name], 3)
+  end
+  lu.assertErrorMsgContains("models.resnet: block must be 'basic' or 'preact', got 'false'", models.resnet,
+    {block = false})
+  lu.assertErrorMsgContains("models.two_layer: phi must be 'linear' or 'relu', got 'false'", models.two_layer,
+    {d = 2, k = 2, phi = false})
+  -- the message points at the caller's line, not into models.lua
+  local ok, err = pcall(function() local m = models.resnet{norm = "ln"}; return m end)
+  lu.assertFalse(ok)
+  lu.assertStrContains(err, "test_models.lua:")
+end
+
 -- ---- flat buffers ----
 
 TestFlatBuffers = {}

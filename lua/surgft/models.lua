@@ -17,12 +17,35 @@ local function opt(o, k, default)
   return o[k]
 end
 
-local function check_keys(fn, o, allowed) require("surgft.util").check_options("models." .. fn, o, allowed, 4) end
+-- a builder's options table (absent = {}), checked to hold only these keys and rng
+local function options(fn, o, keys)
+  o = o or {}
+  local allowed = {rng = true}
+  for _, k in ipairs(keys) do allowed[k] = true end
+  -- level 4: the caller of the builder that called options
+  require("surgft.util").check_options("models." .. fn, o, allowed, 4)
+  return o
+end
+
+-- o[k], one of two names (absent = the first); anything else is the caller's error
+local function choice(fn, o, k, a, b)
+  local v = opt(o, k, a)
+  if v ~= a and v ~= b then
+    error(string.format("models.%s: %s must be '%s' or '%s', got '%s'", fn, k, a, b, tostring(v)), 3)
+  end
+  return v
+end
+
+-- global average pooling and the linear classifier, added to a head Sequential
+local function pool_classifier(head, cin, o)
+  head:add("pool", nn.GlobalAvgPool())
+  head:add("fc", nn.Linear(cin, opt(o, "classes", 10), {rng = o.rng}))
+  return head
+end
 
 -- mlp{sizes = {784, 512, 512, 10}, rng = r}: Flatten, then Linear + ReLU pairs, then the head
 function models.mlp(o)
-  o = o or {}
-  check_keys("mlp", o, {sizes = true, rng = true})
+  o = options("mlp", o, {"sizes"})
   local sizes = opt(o, "sizes", {784, 512, 512, 10})
   if #sizes < 2 then error("models.mlp: sizes needs at least an input and an output size", 2) end
   local m = nn.Sequential()
@@ -39,8 +62,7 @@ end
 -- cnn{in_channels = 1, widths = {32, 64, 128}, classes = 10, rng}: three conv-BN-ReLU
 -- blocks (the 2nd and 3rd with stride 2), global average pooling and a linear head
 function models.cnn(o)
-  o = o or {}
-  check_keys("cnn", o, {in_channels = true, widths = true, classes = true, rng = true})
+  o = options("cnn", o, {"in_channels", "widths", "classes"})
   local cin = opt(o, "in_channels", 1)
   local widths = opt(o, "widths", {32, 64, 128})
   local m = nn.Sequential()
@@ -52,10 +74,7 @@ function models.cnn(o)
     m:add("block" .. i, b)
     cin = w
   end
-  local head = nn.Sequential()
-  head:add("pool", nn.GlobalAvgPool())
-  head:add("fc", nn.Linear(cin, opt(o, "classes", 10), {rng = o.rng}))
-  m:add("head", head)
+  m:add("head", pool_classifier(nn.Sequential(), cin, o))
   m.kind = "cnn"
   return m:build()
 end
@@ -63,23 +82,15 @@ end
 -- resnet{depth = 8 | 20 | 26 | 6n+2, widths = {16, 32, 64}, classes = 10, in_channels = 3,
 --        block = "basic" | "preact", norm = "bn" | "gn", gn_groups = 8, rng}
 function models.resnet(o)
-  o = o or {}
-  check_keys("resnet", o, {depth = true, widths = true, classes = true, in_channels = true, block = true,
-                           norm = true, gn_groups = true, rng = true})
+  o = options("resnet", o, {"depth", "widths", "classes", "in_channels", "block", "norm", "gn_groups"})
   local depth = opt(o, "depth", 20)
   if math.type(depth) ~= "integer" or depth < 8 or (depth - 2) % 6 ~= 0 then
     error(string.format("models.resnet: depth must be 6n+2 (8, 14, 20, 26, ...), got %s", tostring(depth)), 2)
   end
   local n = (depth - 2) // 6
   local widths = opt(o, "widths", {16, 32, 64})
-  local kind = opt(o, "block", "basic")
-  if kind ~= "basic" and kind ~= "preact" then
-    error(string.format("models.resnet: block must be 'basic' or 'preact', got '%s'", tostring(kind)), 2)
-  end
-  local norm = opt(o, "norm", "bn")
-  if norm ~= "bn" and norm ~= "gn" then
-    error(string.format("models.resnet: norm must be 'bn' or 'gn', got '%s'", tostring(norm)), 2)
-  end
+  local kind = choice("resnet", o, "block", "basic", "preact")
+  local norm = choice("resnet", o, "norm", "bn", "gn")
   local bopts = {norm = norm, gn_groups = o.gn_groups, rng = o.rng}
   local Block = kind == "basic" and nn.BasicBlock or nn.PreActBlock
   local m = nn.Sequential()
@@ -104,9 +115,7 @@ function models.resnet(o)
     head:add("bn", nn.norm_layer(norm, cin, bopts))
     head:add("relu", nn.ReLU())
   end
-  head:add("pool", nn.GlobalAvgPool())
-  head:add("fc", nn.Linear(cin, opt(o, "classes", 10), {rng = o.rng}))
-  m:add("head", head)
+  m:add("head", pool_classifier(head, cin, o))
   m.kind = "resnet"
   return m:build()
 end
@@ -115,9 +124,7 @@ end
 --     classes = 2, rng}: patch embedding + class token + positions, pre-LN blocks, then
 --     a final LayerNorm on the class token and a linear head
 function models.vit(o)
-  o = o or {}
-  check_keys("vit", o, {image = true, patch = true, channels = true, dim = true, depth = true, heads = true,
-                        mlp_ratio = true, classes = true, rng = true})
+  o = options("vit", o, {"image", "patch", "channels", "dim", "depth", "heads", "mlp_ratio", "classes"})
   local image, patch = opt(o, "image", 32), opt(o, "patch", 4)
   local dim, depth = opt(o, "dim", 64), opt(o, "depth", 6)
   local m = nn.Sequential()
@@ -141,21 +148,16 @@ end
 -- two_layer{d, k, phi = "linear" | "relu", out = 1, rng}: f(x) = v^T phi(B x) with
 -- B = first.weight [k,d] and v = last.weight [out,k], no biases (the paper's theory model)
 function models.two_layer(o)
-  o = o or {}
-  check_keys("two_layer", o, {d = true, k = true, phi = true, out = true, rng = true})
+  o = options("two_layer", o, {"d", "k", "phi", "out"})
   local d, k = o.d, o.k
   if math.type(d) ~= "integer" or math.type(k) ~= "integer" or d < 1 or k < 1 then
     error(string.format("models.two_layer: d and k must be positive integers, got d = %s, k = %s", tostring(d),
       tostring(k)), 2)
   end
-  local phi = opt(o, "phi", "linear")
+  local phi = choice("two_layer", o, "phi", "linear", "relu")
   local m = nn.Sequential()
   m:add("first", nn.Linear(d, k, {bias = false, rng = o.rng}))
-  if phi == "relu" then
-    m:add("phi", nn.ReLU())
-  elseif phi ~= "linear" then
-    error(string.format("models.two_layer: phi must be 'linear' or 'relu', got '%s'", tostring(phi)), 2)
-  end
+  if phi == "relu" then m:add("phi", nn.ReLU()) end
   m:add("last", nn.Linear(k, opt(o, "out", 1), {bias = false, rng = o.rng}))
   m.kind = "two_layer"
   return m:build()
