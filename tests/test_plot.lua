@@ -173,4 +173,37 @@ function TestBars:test_errors()
   lu.assertFalse(exists(p .. ".dat"))
 end
 
+-- lines and bars scripts share their start and end: output names that -e can override,
+-- the data file, title, labels, key, and the PNG-then-PDF tail at the figure's size
+function TestBars:test_script_shares_head_and_tail_with_lines()
+  local base = os.tmpname()
+  local common = {title = "T", key = "top left", width = 500, height = 300, yrange = {0, 1}, extra = {"set ytics 0.25"},
+                  gnuplot = "/nonexistent/gnuplot", quiet = true}
+  local function with(o)
+    for k, v in pairs(common) do o[k] = v end
+    return o
+  end
+  local rb = plot.bars(with{path = base .. "-b", groups = groups()})
+  local rl = plot.lines(with{path = base .. "-l", series = {{name = "s", x = {1}, y = {1}}}})
+  local gps = {}
+  for i, r in ipairs{rb, rl} do
+    local gp, name = read(r.gp), r.gp:match("([^/]+)%.gp$")
+    lu.assertStrContains(gp, "# " .. name .. ".gp: redraw with `gnuplot " .. name .. ".gp` in this directory\n" ..
+      "# (pass -e \"png_out='a.png'; pdf_out='a.pdf'\" to choose other output names)\n" ..
+      "if (!exists('png_out')) png_out = '" .. name .. ".png'\n")
+    lu.assertStrContains(gp, "set title 'T'\n")
+    lu.assertStrContains(gp, "set yrange [0:1]\nset ytics 0.25\n")
+    lu.assertStrContains(gp, "set terminal pngcairo size 500,300 font ',11' noenhanced\nset output png_out\nplot ")
+    lu.assertStrContains(gp, "set terminal pdfcairo size 5in,3in font ',10' noenhanced\nset output pdf_out\n" ..
+      "replot\nunset output\n")
+    gps[i] = gp
+    os.remove(r.dat)
+    os.remove(r.gp)
+  end
+  os.remove(base)
+  -- each kind keeps its own label defaults and grid
+  lu.assertStrContains(gps[1], "set xlabel ''\nset ylabel 'value'\nset key top left noenhanced\nset grid ytics\n")
+  lu.assertStrContains(gps[2], "set xlabel 'x'\nset ylabel 'y'\nset key top left noenhanced\nset grid\n")
+end
+
 os.exit(lu.LuaUnit.run())

@@ -119,10 +119,12 @@ local function data_text(o)
   return head .. table.concat(blocks, "\n\n\n") .. "\n", bad.n
 end
 
-local function script_text(o)
+-- The start of a figure's script, shared by lines and bars: where it draws to (png_out and
+-- pdf_out, which emit sets to temporary names), its data file, title, axis labels (the
+-- kind's defaults in d.xlabel, d.ylabel) and key, d.grid, and NaN as a missing value.
+local function script_head(o, d)
   local name = basename(o.path)
-  local w, h = o.width or 800, o.height or 560
-  local L = {
+  return {
     "# " .. name .. ".gp: redraw with `gnuplot " .. name .. ".gp` in this directory",
     "# (pass -e \"png_out='a.png'; pdf_out='a.pdf'\" to choose other output names)",
     "if (!exists('png_out')) png_out = " .. gp_str(name .. ".png"),
@@ -130,18 +132,46 @@ local function script_text(o)
     "datafile = " .. gp_str(name .. ".dat"),
     "set encoding utf8",
     "set title " .. gp_str(o.title or name),
-    "set xlabel " .. gp_str(o.xlabel or "x"),
-    "set ylabel " .. gp_str(o.ylabel or "y"),
+    "set xlabel " .. gp_str(o.xlabel or d.xlabel),
+    "set ylabel " .. gp_str(o.ylabel or d.ylabel),
     "set key " .. (o.key or "outside right top") .. " noenhanced",
-    "set grid",
+    d.grid,
     "set datafile missing 'NaN'",
   }
+end
+
+-- a figure's size in PNG pixels
+local function fig_size(o) return o.width or 800, o.height or 560 end
+
+local function set_range(axis, r) return string.format("set %srange [%s:%s]", axis, tostring(r[1] or ""), tostring(r[2] or "")) end
+
+-- o.yrange, then o.extra (raw gnuplot lines, the escape hatch), appended to the script L
+local function script_yrange_extra(L, o)
+  if o.yrange then L[#L + 1] = set_range("y", o.yrange) end
+  for _, extra in ipairs(o.extra or {}) do L[#L + 1] = extra end
+end
+
+-- The end of the script L: the plot command drawn to png_out at o.width x o.height pixels,
+-- then replotted to pdf_out at the same size (100 px per inch); returns the whole text.
+local function script_tail(L, o, plotcmd)
+  local w, h = fig_size(o)
+  L[#L + 1] = string.format("set terminal pngcairo size %d,%d font ',11' noenhanced", w, h)
+  L[#L + 1] = "set output png_out"
+  L[#L + 1] = plotcmd
+  L[#L + 1] = string.format("set terminal pdfcairo size %gin,%gin font ',10' noenhanced", w / 100, h / 100)
+  L[#L + 1] = "set output pdf_out"
+  L[#L + 1] = "replot"
+  L[#L + 1] = "unset output"
+  return table.concat(L, "\n") .. "\n"
+end
+
+local function script_text(o)
+  local L = script_head(o, {xlabel = "x", ylabel = "y", grid = "set grid"})
   if o.logx then L[#L + 1] = "set logscale x" end
   if o.logy then L[#L + 1] = "set logscale y" end
   if o.logy then L[#L + 1] = "set format y '1e%L'" end
-  if o.xrange then L[#L + 1] = string.format("set xrange [%s:%s]", tostring(o.xrange[1] or ""), tostring(o.xrange[2] or "")) end
-  if o.yrange then L[#L + 1] = string.format("set yrange [%s:%s]", tostring(o.yrange[1] or ""), tostring(o.yrange[2] or "")) end
-  for _, extra in ipairs(o.extra or {}) do L[#L + 1] = extra end -- raw gnuplot lines, the escape hatch
+  if o.xrange then L[#L + 1] = set_range("x", o.xrange) end
+  script_yrange_extra(L, o)
   local items = {}
   for i, s in ipairs(o.series) do
     local using, style
@@ -151,15 +181,7 @@ local function script_text(o)
     items[#items + 1] = string.format("datafile index %d using %s with %s lw 2 pt %d title %s noenhanced",
       i - 1, using, style, (i - 1) % 13 + 1, gp_str(s.name or ("series " .. i)))
   end
-  local plotcmd = "plot " .. table.concat(items, ", \\\n     ")
-  L[#L + 1] = string.format("set terminal pngcairo size %d,%d font ',11' noenhanced", w, h)
-  L[#L + 1] = "set output png_out"
-  L[#L + 1] = plotcmd
-  L[#L + 1] = string.format("set terminal pdfcairo size %gin,%gin font ',10' noenhanced", w / 100, h / 100)
-  L[#L + 1] = "set output pdf_out"
-  L[#L + 1] = "replot"
-  L[#L + 1] = "unset output"
-  return table.concat(L, "\n") .. "\n"
+  return script_tail(L, o, "plot " .. table.concat(items, ", \\\n     "))
 end
 
 -- write <path>.dat and <path>.gp, then render both figures (shared by lines and bars)
@@ -261,47 +283,27 @@ function plot.bars(o)
     end
     lines[#lines + 1] = table.concat(row, " ")
   end
-  local name = basename(o.path)
-  local w, h = o.width or 800, o.height or 560
-  local L = {
-    "# " .. name .. ".gp: redraw with `gnuplot " .. name .. ".gp` in this directory",
-    "if (!exists('png_out')) png_out = " .. gp_str(name .. ".png"),
-    "if (!exists('pdf_out')) pdf_out = " .. gp_str(name .. ".pdf"),
-    "datafile = " .. gp_str(name .. ".dat"),
-    "set encoding utf8",
-    "set title " .. gp_str(o.title or name),
-    "set xlabel " .. gp_str(o.xlabel or ""),
-    "set ylabel " .. gp_str(o.ylabel or "value"),
-    "set key " .. (o.key or "outside right top") .. " noenhanced",
-    "set grid ytics",
-    "set datafile missing 'NaN'",
+  local L = script_head(o, {xlabel = "", ylabel = "value", grid = "set grid ytics"})
+  for _, line in ipairs{
     "set style data histograms",
     "set style histogram errorbars gap 1 lw 1",
     "set style fill solid 0.75 border -1",
     "set boxwidth 0.9",
     "set xzeroaxis lt -1",
     "set xtics nomirror noenhanced",
-  }
+  } do L[#L + 1] = line end
   -- group names that would run into each other (about 7 px per character at 11 pt over
   -- the ~60% of the width the plot area gets) are slanted
   local longest = 0
   for _, g in ipairs(o.groups) do longest = math.max(longest, #tostring(g.name)) end
-  if #o.groups * (longest + 2) * 7 > 0.6 * w then L[#L + 1] = "set xtics rotate by -30" end
-  if o.yrange then L[#L + 1] = string.format("set yrange [%s:%s]", tostring(o.yrange[1] or ""), tostring(o.yrange[2] or "")) end
-  for _, extra in ipairs(o.extra or {}) do L[#L + 1] = extra end
+  if #o.groups * (longest + 2) * 7 > 0.6 * fig_size(o) then L[#L + 1] = "set xtics rotate by -30" end
+  script_yrange_extra(L, o)
   local items = {}
   for i, l in ipairs(labels) do
     items[#items + 1] = string.format("%s using %d:%d%s title %s noenhanced", i == 1 and "datafile" or "''", 2 * i, 2 * i + 1,
       i == 1 and ":xtic(1)" or "", gp_str(l))
   end
-  L[#L + 1] = string.format("set terminal pngcairo size %d,%d font ',11' noenhanced", w, h)
-  L[#L + 1] = "set output png_out"
-  L[#L + 1] = "plot " .. table.concat(items, ", \\\n     ")
-  L[#L + 1] = string.format("set terminal pdfcairo size %gin,%gin font ',10' noenhanced", w / 100, h / 100)
-  L[#L + 1] = "set output pdf_out"
-  L[#L + 1] = "replot"
-  L[#L + 1] = "unset output"
-  local out = emit("bars", o, table.concat(lines, "\n") .. "\n", table.concat(L, "\n") .. "\n")
+  local out = emit("bars", o, table.concat(lines, "\n") .. "\n", script_tail(L, o, "plot " .. table.concat(items, ", \\\n     ")))
   out.undrawable = bad.n
   return out
 end
