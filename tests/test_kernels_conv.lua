@@ -183,9 +183,13 @@ local CASES = {
   {x = {1, 2, 20, 20}, w = {17, 2, 3, 3}, stride = 1, pad = 1, bias = false},
   {x = {2, 3, 8, 8}, w = {16, 3, 7, 7}, stride = 1, pad = 3, bias = true},
   {x = {2, 5, 24, 20}, w = {7, 5, 3, 3}, stride = 1, pad = 0, bias = true},
-  -- stride 2 through phase planes (forward): padded and unpadded, odd and even sizes
+  -- stride 2 through phase planes (forward and input gradient): padded and unpadded, odd
+  -- and even sizes, even and odd kernels, non-square kernels and paddings
   {x = {2, 3, 12, 10}, w = {10, 3, 3, 3}, stride = 2, pad = 1, bias = true},
   {x = {2, 2, 9, 11}, w = {9, 2, 3, 3}, stride = 2, pad = 0, bias = false},
+  {x = {2, 3, 13, 12}, w = {5, 3, 2, 2}, stride = 2, pad = 0, bias = true},
+  {x = {1, 4, 15, 17}, w = {18, 4, 4, 3}, stride = 2, pad = {1, 2}, bias = false},
+  {x = {2, 2, 20, 19}, w = {3, 2, 5, 5}, stride = 2, pad = 2, bias = true},
   -- strided 1x1 (the shortcut path): full and remainder channel tiles
   {x = {3, 9, 11, 13}, w = {12, 9, 1, 1}, stride = {2, 3}, pad = 0, bias = true},
 }
@@ -199,20 +203,56 @@ function TestConv2d:test_cases_cover_every_path()
     for kernel, path in pairs(p) do seen[kernel .. " " .. path] = true end
   end
   for _, want in ipairs{"forward direct", "forward direct-phase", "forward pointwise", "forward strided-pointwise",
-                        "forward im2col", "backward_input direct", "backward_input pointwise",
+                        "forward im2col", "backward_input direct", "backward_input direct-phase",
+                        "backward_input pointwise",
                         "backward_input strided-pointwise", "backward_input im2col", "backward_weight direct",
                         "backward_weight pointwise", "backward_weight strided-pointwise", "backward_weight im2col"} do
     lu.assertTrue(seen[want], "no case takes the path: " .. want)
   end
   -- the geometry of a CIFAR ResNet's layers
   local p = K.conv2d_path({128, 16, 32, 32}, {16, 16, 3, 3}, 1, 1)
-  lu.assertEquals(p, {forward = "direct", backward_input = "direct", backward_weight = "direct"})
+  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {"direct", "direct", "direct"})
   p = K.conv2d_path({128, 16, 32, 32}, {32, 16, 3, 3}, 2, 1)
-  lu.assertEquals(p, {forward = "direct-phase", backward_input = "im2col", backward_weight = "im2col"})
+  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {"direct-phase", "direct-phase", "im2col"})
   lu.assertErrorMsgContains("conv2d_path: input has 3 channels but the weight expects 4", K.conv2d_path,
     {1, 3, 8, 8}, {2, 4, 3, 3})
   lu.assertErrorMsgContains("conv2d_path: argument #2 (weight) is", K.conv2d_path, {1, 3, 8, 8}, "w")
   lu.assertErrorMsgContains("conv2d_path: stride", K.conv2d_path, {1, 3, 8, 8}, {2, 3, 3, 3}, 0)
+end
+
+-- The direct paths pick a register tile shape per geometry (channels x vectors of
+-- positions: the one that pads the wide rows least). Which geometry takes which shape
+-- depends on the vector width, so search small geometries for every shape the library
+-- reports and check each found one, forward and input gradient, against the reference.
+function TestConv2d:test_every_tile_shape()
+  local found = {}
+  local function try(xs, ws, st, pd)
+    local p = K.conv2d_path(xs, ws, st, pd)
+    for _, key in ipairs{"forward_tiles", "backward_input_tiles"} do
+      for shape in (p[key] or ""):gmatch("[^,]+") do
+        if not found[shape] then found[shape] = {xs = xs, ws = ws, stride = st, pad = pd} end
+      end
+    end
+  end
+  for hw = 3, 20 do
+    for _, co in ipairs{5, 16, 32} do
+      try({2, 3, hw, hw}, {co, 3, 3, 3}, 1, 1)
+      try({2, 3, hw + 1, hw}, {co, 3, 3, 3}, 2, 1)
+    end
+  end
+  local rng, n = sf.rng(16), 0
+  for shape, c in pairs(found) do
+    n = n + 1
+    local x, w = randn(c.xs, rng), randn(c.ws, rng)
+    local want, oshape = ref_conv(flat(x), c.xs, flat(w), c.ws, nil, c.stride, c.pad)
+    assert_near(K.conv2d_forward(x, w, nil, c.stride, c.pad), want, 1e-5, "forward, tiles " .. shape)
+    local g = randn(oshape, rng)
+    local rdx = ref_conv_grads(flat(g), flat(x), c.xs, flat(w), c.ws, c.stride, c.pad)
+    assert_near(K.conv2d_backward_input(g, w, x, c.stride, c.pad), rdx, 1e-5, "dinp, tiles " .. shape)
+  end
+  -- 3 shapes, and a 4th (the 1-vector tile with fewer channels) where channels do not fill
+  -- the widest block
+  lu.assertTrue(n >= 4, "tile shapes found: " .. n)
 end
 
 function TestConv2d:test_forward_against_naive()
@@ -273,6 +313,7 @@ function TestConv2d:test_threads_agree()
     {xs = {9, 3, 20, 20}, ws = {10, 3, 3, 3}, stride = 1, pad = 1},
     {xs = {11, 16, 40, 40}, ws = {24, 16, 1, 1}, stride = 2, pad = 0},
     {xs = {7, 4, 11, 11}, ws = {5, 4, 3, 3}, stride = 2, pad = 1},
+    {xs = {7, 4, 16, 16}, ws = {9, 4, 3, 3}, stride = 2, pad = 1},
   }
   for gi, geo in ipairs(geoms) do
     local xs, ws, st, pd = geo.xs, geo.ws, geo.stride, geo.pad

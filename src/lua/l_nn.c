@@ -277,7 +277,8 @@ static void check_dout(lua_State *L, const char *fn, const sf_tensor *g, const i
 
 /* K.conv2d_path(input_shape_or_tensor, weight_shape_or_tensor, stride = 1, pad = 0)
  * -> {forward = ..., backward_input = ..., backward_weight = ...}: the algorithm each
- * kernel uses for that geometry (see sf_conv2d_path) */
+ * kernel uses for that geometry (see sf_conv2d_path), and for the direct paths
+ * forward_tiles / backward_input_tiles: their register tile shapes (sf_conv2d_tiles) */
 static int l_conv2d_path(lua_State *L) {
   const char *fn = "conv2d_path";
   int64_t isize[4], wsize[4];
@@ -293,6 +294,16 @@ static int l_conv2d_path(lua_State *L) {
   for (int k = 0; k < 3; k++) {
     lua_pushstring(L, sf_conv2d_path(&s, k));
     lua_setfield(L, -2, names[k]);
+  }
+  /* the direct paths' register tiles, e.g. forward_tiles = "8x3" */
+  static const char *const tnames[2] = {"forward_tiles", "backward_input_tiles"};
+  for (int k = 0; k < 2; k++) {
+    char buf[64];
+    sf_conv2d_tiles(buf, sizeof buf, &s, k);
+    if (buf[0]) {
+      lua_pushstring(L, buf);
+      lua_setfield(L, -2, tnames[k]);
+    }
   }
   return 1;
 }

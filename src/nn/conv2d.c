@@ -7,6 +7,7 @@
  *   sgemm per chunk of images, col2im for the input gradient. */
 #include <cblas.h>
 #include <limits.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../core/parallel.h"
@@ -210,6 +211,96 @@ typedef float dvec_u __attribute__((vector_size(DVW * sizeof(float)), aligned(4)
 #define SF_DIRECT 0
 #endif
 
+#if SF_DIRECT
+/* one register tile: o[kb][0, nv*DVW) (row stride ldo) = sum over c < Ci and taps t of
+ * w[(c*T + t)*Co + kb] * in[c*plane + off[t] + (0, nv*DVW)], for kb < nk */
+static inline __attribute__((always_inline)) void direct_tile(float *restrict o, int64_t ldo,
+                                                              const float *restrict in, int64_t plane,
+                                                              const float *restrict w, int64_t Co, int64_t Ci,
+                                                              const int64_t *off, int64_t T, const int nk,
+                                                              const int nv) {
+  dvec acc[2 * DKB][DV];
+  for (int k = 0; k < nk; k++)
+    for (int v = 0; v < nv; v++) acc[k][v] = (dvec){0};
+  for (int64_t c = 0; c < Ci; c++) {
+    const float *ic = in + c * plane;
+    const float *wc = w + c * T * Co;
+    for (int64_t t = 0; t < T; t++) {
+      const float *ip = ic + off[t];
+      const float *wt = wc + t * Co;
+      dvec x[DV];
+      for (int v = 0; v < nv; v++) x[v] = *(const dvec_u *)(ip + v * DVW);
+      for (int k = 0; k < nk; k++) {
+        const float b = wt[k];
+        for (int v = 0; v < nv; v++) acc[k][v] += b * x[v];
+      }
+    }
+  }
+  for (int k = 0; k < nk; k++)
+    for (int v = 0; v < nv; v++) *(dvec_u *)(o + k * ldo + v * DVW) = acc[k][v];
+}
+
+typedef void (*direct_tile_fn)(float *restrict o, int64_t ldo, const float *restrict in, int64_t plane,
+                               const float *restrict w, int64_t Co, int64_t Ci, const int64_t *off, int64_t T);
+#define DIRECT_TILE(name, nk, nv)                                                                                \
+  DIRECT_FN void name(float *restrict o, int64_t ldo, const float *restrict in, int64_t plane,                 \
+                      const float *restrict w, int64_t Co, int64_t Ci, const int64_t *off, int64_t T) {        \
+    direct_tile(o, ldo, in, plane, w, Co, Ci, off, T, nk, nv);                                                 \
+  }
+DIRECT_TILE(direct_tile_k1v3, 1, DV)
+DIRECT_TILE(direct_tile_kbv3, DKB, DV)
+DIRECT_TILE(direct_tile_k1v2, 1, 2)
+DIRECT_TILE(direct_tile_kbv2, DKB, 2)
+DIRECT_TILE(direct_tile_k1v1, 1, 1)
+DIRECT_TILE(direct_tile_kbv1, DKB, 1)
+DIRECT_TILE(direct_tile_k2bv1, 2 * DKB, 1)
+
+/* Register tile shapes: DKB channels x DV vectors of positions; DKB x 2 for planes whose
+ * wide rows round up better to 2 vectors; 2*DKB x 1 (the same register count, one vector
+ * load per 2*DKB broadcasts) for the smallest planes, where a 3-vector tile would pad an
+ * 8x8 map's 80 wide positions to 96 and a 7x7 stride-2 map's 56 to 96. Each has a
+ * single-channel variant for the remainder channels. */
+typedef struct {
+  int nv, kb;
+  direct_tile_fn tile, one;
+} direct_kind;
+static const direct_kind direct_kinds[] = {
+    {DV, DKB, direct_tile_kbv3, direct_tile_k1v3},
+    {2, DKB, direct_tile_kbv2, direct_tile_k1v2},
+    {1, 2 * DKB, direct_tile_k2bv1, direct_tile_k1v1},
+    {1, DKB, direct_tile_kbv1, direct_tile_k1v1},
+};
+
+/* the kind with the least cost for J wide positions: padded positions over the kind's
+ * speed (measured with bench_kernels: the narrower tiles run at about 93% of the
+ * 3-vector tile's rate per position, so they win only where they pad much less, e.g. 8x8
+ * maps: 80 positions against 96); ties to the wider tile. 2*DKB x 1 only when whole
+ * blocks cover Co. */
+static int direct_pick_kind(int64_t J, int64_t Co) {
+  static const int speed[3] = {100, 93, 93};
+  int best = 0;
+  int64_t best_cost = -1;
+  for (int i = 0; i < 3; i++) {
+    const int64_t tile = direct_kinds[i].nv * DVW, cost = (J + tile - 1) / tile * tile * 100 / speed[i];
+    if (best_cost < 0 || cost < best_cost) best = i, best_cost = cost;
+  }
+  if (best == 2 && Co % (2 * DKB) != 0) best = 3;
+  return best;
+}
+
+/* one image's tiles: wide[k][0, Jpad) = the sum of direct_tile over all channels, k < Co */
+static void direct_tiles(float *wide, int64_t ldw, const float *in, int64_t plane, const float *wp, int64_t Co,
+                         int64_t Ci, const int64_t *off, int64_t T, int64_t Jpad, int kind) {
+  const direct_kind *dk = &direct_kinds[kind];
+  const int64_t tile = dk->nv * DVW;
+  for (int64_t j0 = 0; j0 < Jpad; j0 += tile) {
+    int64_t k0 = 0;
+    for (; k0 + dk->kb <= Co; k0 += dk->kb) dk->tile(wide + k0 * ldw + j0, ldw, in + j0, plane, wp + k0, Co, Ci, off, T);
+    for (; k0 < Co; k0++) dk->one(wide + k0 * ldw + j0, ldw, in + j0, plane, wp + k0, Co, Ci, off, T);
+  }
+}
+#endif
+
 /* Stride st > 1 (the forward only) splits the padded plane into st*st phase planes,
  * phase (a, b) holding the padded values at rows st*i + a and columns st*j + b: tap (r, q)
  * of output (oh, ow) then reads phase (r % st, q % st) at (oh + r/st, ow + q/st), which is
@@ -224,6 +315,7 @@ typedef struct {
   int64_t R, S, Co;    /* kernel and output channels */
   int64_t OH, OW;      /* output plane (dense) */
   int64_t J, Jpad;     /* wide positions OH*Wq, rounded up to whole tiles */
+  int kind;            /* register tile shape (direct_kinds), chosen for the least padding */
   int64_t Jw;          /* the same rounded up to whole vectors (the weight gradient's sweep) */
   int64_t off[64];     /* per tap r*S + q: where it reads, from its channel's start */
   int64_t in_floats;   /* padded image buffer, with slack for the last tile's reads */
@@ -245,7 +337,9 @@ static void direct_geom_init(direct_geom *g, int64_t Ci, int64_t Hi, int64_t Wi,
     }
 #if SF_DIRECT
   g->J = g->OH * g->Wq;
-  g->Jpad = (g->J + DTILE - 1) / DTILE * DTILE;
+  g->kind = direct_pick_kind(g->J, Co);
+  const int64_t tile = direct_kinds[g->kind].nv * DVW;
+  g->Jpad = (g->J + tile - 1) / tile * tile;
   g->Jw = (g->J + DVW - 1) / DVW * DVW;
   /* the last tile of the last channel reads up to (Jpad - 1) + maxoff past its start */
   g->in_floats = (Ci - 1) * g->cs + maxoff + g->Jpad;
@@ -282,44 +376,6 @@ static void direct_bwd_geom(direct_geom *g, const sf_conv2d_shape *s) {
   direct_geom_init(g, s->K, s->OH, s->OW, s->R - 1 - s->pad_h, s->S - 1 - s->pad_w, 1, s->R, s->S, s->C);
 }
 
-#if SF_DIRECT
-/* one register tile: o[kb][0, DTILE) (row stride ldo) = sum over c < Ci and taps t of
- * w[(c*T + t)*Co + kb] * in[c*plane + off[t] + (0, DTILE)], for kb < nk (nk = DKB, or 1
- * for the remainder channels) */
-static inline __attribute__((always_inline)) void direct_tile(float *restrict o, int64_t ldo,
-                                                              const float *restrict in, int64_t plane,
-                                                              const float *restrict w, int64_t Co, int64_t Ci,
-                                                              const int64_t *off, int64_t T, const int nk) {
-  dvec acc[DKB][DV];
-  for (int k = 0; k < nk; k++)
-    for (int v = 0; v < DV; v++) acc[k][v] = (dvec){0};
-  for (int64_t c = 0; c < Ci; c++) {
-    const float *ic = in + c * plane;
-    const float *wc = w + c * T * Co;
-    for (int64_t t = 0; t < T; t++) {
-      const float *ip = ic + off[t];
-      const float *wt = wc + t * Co;
-      dvec x[DV];
-      for (int v = 0; v < DV; v++) x[v] = *(const dvec_u *)(ip + v * DVW);
-      for (int k = 0; k < nk; k++) {
-        const float b = wt[k];
-        for (int v = 0; v < DV; v++) acc[k][v] += b * x[v];
-      }
-    }
-  }
-  for (int k = 0; k < nk; k++)
-    for (int v = 0; v < DV; v++) *(dvec_u *)(o + k * ldo + v * DVW) = acc[k][v];
-}
-
-DIRECT_FN void direct_tile_full(float *restrict o, int64_t ldo, const float *restrict in, int64_t plane,
-                                const float *restrict w, int64_t Co, int64_t Ci, const int64_t *off, int64_t T) {
-  direct_tile(o, ldo, in, plane, w, Co, Ci, off, T, DKB);
-}
-DIRECT_FN void direct_tile_one(float *restrict o, int64_t ldo, const float *restrict in, int64_t plane,
-                               const float *restrict w, int64_t Co, int64_t Ci, const int64_t *off, int64_t T) {
-  direct_tile(o, ldo, in, plane, w, Co, Ci, off, T, 1);
-}
-#endif
 
 /* pad[c] [Hp,Wp] = img[c] [Hi,Wi] surrounded by zeros (split into phase planes when the
  * stride is above 1); the slack after the last channel is zeroed too, so the discarded
@@ -337,6 +393,32 @@ static void direct_pad(float *pad, const float *img, const direct_geom *g) {
         row_zero(row + g->pw + g->Wi, g->pw);
       }
       row_zero(p + (g->ph + g->Hi) * g->Wp, g->ph * g->Wp);
+    }
+  } else if (g->st == 2) {
+    /* Stride 2: each image row is one row of phases (a, 0) and (a, 1), a = its padded
+     * row's parity; its even columns go to one of them and its odd columns to the
+     * other, in one pass (an element loop per phase row cost a third of the
+     * convolution; staging the padded row in a buffer stalled on store forwarding) */
+    const int64_t pw = g->pw, half = g->Wi / 2;
+    for (int64_t c = 0; c < g->Ci; c++) {
+      const float *src = img + c * g->Hi * g->Wi;
+      float *p = pad + c * g->cs;
+      for (int64_t y = 0; y < 2 * g->Hq; y++) {
+        const int64_t a = y & 1, i = y >> 1, h = y - g->ph;
+        float *r0 = p + (2 * a) * g->plane + i * g->Wq, *r1 = r0 + g->plane;
+        row_zero(r0, g->Wq);
+        row_zero(r1, g->Wq);
+        if (h < 0 || h >= g->Hi) continue;
+        const float *restrict srow = src + h * g->Wi;
+        /* image column w sits at padded column w + pw: phase (w + pw) & 1, index (w + pw) >> 1 */
+        float *restrict de = ((pw & 1) ? r1 : r0) + (pw >> 1);
+        float *restrict dodd = ((pw & 1) ? r0 : r1) + ((pw + 1) >> 1);
+        for (int64_t m = 0; m < half; m++) {
+          de[m] = srow[2 * m];
+          dodd[m] = srow[2 * m + 1];
+        }
+        if (g->Wi & 1) de[half] = srow[g->Wi - 1];
+      }
     }
   } else {
     const int64_t st = g->st;
@@ -373,13 +455,7 @@ static void direct_image(float *out, const float *img, const float *wp, const fl
 #if SF_DIRECT
   const int64_t T = g->R * g->S, Co = g->Co;
   direct_pad(pad, img, g);
-  for (int64_t j0 = 0; j0 < g->Jpad; j0 += DTILE) {
-    int64_t k0 = 0;
-    for (; k0 + DKB <= Co; k0 += DKB)
-      direct_tile_full(wide + k0 * g->Jpad + j0, g->Jpad, pad + j0, g->cs, wp + k0, Co, g->Ci, g->off, T);
-    for (; k0 < Co; k0++)
-      direct_tile_one(wide + k0 * g->Jpad + j0, g->Jpad, pad + j0, g->cs, wp + k0, Co, g->Ci, g->off, T);
-  }
+  direct_tiles(wide, g->Jpad, pad, g->cs, wp, Co, g->Ci, g->off, T, g->Jpad, g->kind);
   /* keep the valid columns of the wide rows */
   for (int64_t k = 0; k < Co; k++) {
     const float bk = bias ? bias[k] : 0.0f;
@@ -424,6 +500,156 @@ static void direct_run(float *out, const float *inp, const float *wp, const floa
     return;
   }
   sf_parallel_for(parts, N, direct_part, &d);
+}
+
+/* ---- the input gradient of a stride-2 convolution, by phases ----
+ * With stride 2, padded input row Y = 2*oh + r: row Y of the input gradient gathers the
+ * taps r of its parity a = Y % 2 only (r = a + 2u), from output rows oh = Y/2 - u, and
+ * likewise for columns. So each of the 4 phases (a, b) of the padded input gradient is a
+ * stride-1 correlation of dout with its own sub-kernel w[., ., a + 2u, b + 2v] (taps
+ * 4 + 2 + 2 + 1 for 3x3: exactly the 9 taps, nothing multiplied by an inserted zero), run
+ * on the direct register tiles over dout padded by Um - 1 rows and Vm - 1 columns at the
+ * top and left. Only phase rows and columns inside the image are computed, and the 2
+ * column phases of a row are interleaved back in one pass. Replaces im2col + sgemm +
+ * col2im, which ran at a third of the stride-1 rate here. */
+typedef struct {
+  int64_t K, C, H, W, OH, OW, ph, pw, R, S;
+  int64_t Um, Vm;           /* most taps of a phase per axis: ceil(R/2), ceil(S/2) */
+  int64_t Hd, Wd, plane;    /* padded dout plane */
+  int64_t i0[2], ni[2];     /* phase rows inside the image: [i0, i0 + ni), per row parity */
+  int64_t j0[2], nj[2];     /* the same for columns */
+  int64_t T[4], off[4][16]; /* per phase a*2 + b: taps and their offsets in the padded plane */
+  int64_t wpo[4];           /* where its packed sub-kernel starts */
+  int64_t Jpad[4], ldw;     /* its wide positions (rounded to tiles); rows of the wide buffer */
+  int kind[4];
+  int64_t in_floats, wide_floats;
+} phase_bwd_geom;
+
+static int phase_bwd_ok(const sf_conv2d_shape *s) {
+  if (!SF_DIRECT || s->stride_h != 2 || s->stride_w != 2) return 0;
+  if (s->R < 2 || s->S < 2 || s->R > 7 || s->S > 7) return 0;
+  if (s->pad_h > s->R - 1 || s->pad_w > s->S - 1 || s->OH < 1 || s->OW < 1) return 0;
+  /* the wide grid wastes at most half: (OW + S/2) columns computed per OW useful ones */
+  const int64_t wd = s->OW + (s->S + 1) / 2 + 1;
+  return 2 * wd <= 3 * (s->W + 1) / 2;
+}
+
+static void phase_bwd_geom_init(phase_bwd_geom *g, const sf_conv2d_shape *s) {
+  memset(g, 0, sizeof *g);
+  g->K = s->K, g->C = s->C, g->H = s->H, g->W = s->W, g->OH = s->OH, g->OW = s->OW;
+  g->ph = s->pad_h, g->pw = s->pad_w, g->R = s->R, g->S = s->S;
+  g->Um = (s->R + 1) / 2, g->Vm = (s->S + 1) / 2;
+  for (int a = 0; a < 2; a++) {
+    /* rows I of parity a with image row 2I + a - ph in [0, H) */
+    const int64_t lo = g->ph - a <= 0 ? 0 : (g->ph - a + 1) / 2, hi = (g->H - 1 + g->ph - a) / 2;
+    g->i0[a] = lo, g->ni[a] = hi >= lo ? hi - lo + 1 : 0;
+    const int64_t lc = g->pw - a <= 0 ? 0 : (g->pw - a + 1) / 2, hc = (g->W - 1 + g->pw - a) / 2;
+    g->j0[a] = lc, g->nj[a] = hc >= lc ? hc - lc + 1 : 0;
+  }
+  /* columns read: up to j0 + nj - 1 + Vm - 1, and dout's own OW + Vm - 1 */
+  int64_t wd = g->OW + g->Vm - 1, hd = g->OH + g->Um - 1;
+  for (int a = 0; a < 2; a++) {
+    if (g->j0[a] + g->nj[a] + g->Vm - 1 > wd) wd = g->j0[a] + g->nj[a] + g->Vm - 1;
+    if (g->i0[a] + g->ni[a] + g->Um - 1 > hd) hd = g->i0[a] + g->ni[a] + g->Um - 1;
+  }
+  g->Wd = wd, g->Hd = hd, g->plane = hd * wd;
+  int64_t maxoff = 0, wpo = 0, jmax = 0;
+  for (int p = 0; p < 4; p++) {
+    const int a = p >> 1, b = p & 1;
+    int64_t t = 0;
+    for (int64_t u = 0; a + 2 * u < g->R; u++)
+      for (int64_t v = 0; b + 2 * v < g->S; v++) {
+        const int64_t o = (g->i0[a] - u + g->Um - 1) * wd + (g->j0[b] - v + g->Vm - 1);
+        g->off[p][t++] = o;
+        if (o > maxoff) maxoff = o;
+      }
+    g->T[p] = t, g->wpo[p] = wpo;
+    wpo += t * g->K * g->C;
+#if SF_DIRECT
+    const int64_t J = g->ni[a] * wd;
+    g->kind[p] = direct_pick_kind(J, g->C);
+    const int64_t tile = direct_kinds[g->kind[p]].nv * DVW;
+    g->Jpad[p] = (J + tile - 1) / tile * tile;
+    if (g->Jpad[p] > jmax) jmax = g->Jpad[p];
+#endif
+  }
+  g->ldw = jmax;
+  g->in_floats = g->K * g->plane + maxoff + jmax;
+  g->wide_floats = 4 * g->C * jmax;
+}
+
+/* wp + wpo[p]: [(k*T + t)*C + c] = weight[k][c][a + 2u][b + 2v], t = the tap (u, v) */
+static void phase_bwd_pack(float *wp, const float *weight, const phase_bwd_geom *g) {
+  for (int p = 0; p < 4; p++) {
+    const int a = p >> 1, b = p & 1;
+    float *w = wp + g->wpo[p];
+    for (int64_t k = 0; k < g->K; k++) {
+      int64_t t = 0;
+      for (int64_t u = 0; a + 2 * u < g->R; u++)
+        for (int64_t v = 0; b + 2 * v < g->S; v++, t++)
+          for (int64_t c = 0; c < g->C; c++)
+            w[(k * g->T[p] + t) * g->C + c] = weight[((k * g->C + c) * g->R + a + 2 * u) * g->S + b + 2 * v];
+    }
+  }
+}
+
+static void phase_bwd_image(float *dx, const float *dy, const float *wp, const phase_bwd_geom *g, float *pad,
+                            float *wide) {
+#if SF_DIRECT
+  const int64_t Wd = g->Wd, top = g->Um - 1, left = g->Vm - 1;
+  for (int64_t k = 0; k < g->K; k++) {
+    float *p = pad + k * g->plane;
+    const float *src = dy + k * g->OH * g->OW;
+    row_zero(p, top * Wd);
+    for (int64_t h = 0; h < g->OH; h++) {
+      float *row = p + (top + h) * Wd;
+      row_zero(row, left);
+      row_copy(row + left, src + h * g->OW, g->OW);
+      row_zero(row + left + g->OW, Wd - left - g->OW);
+    }
+    row_zero(p + (top + g->OH) * Wd, (g->Hd - top - g->OH) * Wd);
+  }
+  row_zero(pad + g->K * g->plane, g->in_floats - g->K * g->plane);
+  for (int p = 0; p < 4; p++)
+    if (g->ni[p >> 1] > 0 && g->nj[p & 1] > 0)
+      direct_tiles(wide + p * g->C * g->ldw, g->ldw, pad, g->plane, wp + g->wpo[p], g->C, g->K, g->off[p], g->T[p],
+                   g->Jpad[p], g->kind[p]);
+  /* image column x sits at padded column x + pw, in column phase (x + pw) & 1; counted
+   * from that phase's first column inside the image it is column x >> 1 there */
+  const int be = (int)(g->pw & 1), bo = be ^ 1;
+  const int64_t half = g->W / 2;
+  for (int64_t c = 0; c < g->C; c++)
+    for (int64_t y = 0; y < g->H; y++) {
+      const int64_t Y = y + g->ph, a = Y & 1, i = (Y >> 1) - g->i0[a];
+      const float *restrict pe = wide + ((2 * a + be) * g->C + c) * g->ldw + i * Wd;
+      const float *restrict po = wide + ((2 * a + bo) * g->C + c) * g->ldw + i * Wd;
+      float *restrict d = dx + (c * g->H + y) * g->W;
+      for (int64_t m = 0; m < half; m++) {
+        d[2 * m] = pe[m];
+        d[2 * m + 1] = po[m];
+      }
+      if (g->W & 1) d[g->W - 1] = pe[half];
+    }
+#else
+  (void)dx, (void)dy, (void)wp, (void)g, (void)pad, (void)wide;
+  SF_ASSERT(0);
+#endif
+}
+
+typedef struct {
+  float *dx;
+  const float *dy, *wp;
+  const phase_bwd_geom *g;
+} phase_bwd_ctx;
+
+static void phase_bwd_part(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)part;
+  const phase_bwd_ctx *d = ctx;
+  const phase_bwd_geom *g = d->g;
+  float *pad = sf_scratch((size_t)g->in_floats), *wide = sf_scratch2((size_t)g->wide_floats);
+  SF_ASSERT(pad && wide); /* reserved by the caller through sf_conv2d_reserve */
+  for (int64_t n = lo; n < hi; n++)
+    phase_bwd_image(d->dx + n * g->C * g->H * g->W, d->dy + n * g->K * g->OH * g->OW, d->wp, g, pad, wide);
 }
 
 /* The weight gradient of a stride-1 3x3 convolution, directly:
@@ -603,11 +829,7 @@ typedef struct {
 static void spw_tiles(float *wide, const float *in, const float *wp, int64_t Ci, int64_t Co, int64_t Jpad) {
 #if SF_DIRECT
   const int64_t off[1] = {0};
-  for (int64_t j0 = 0; j0 < Jpad; j0 += DTILE) {
-    int64_t k0 = 0;
-    for (; k0 + DKB <= Co; k0 += DKB) direct_tile_full(wide + k0 * Jpad + j0, Jpad, in + j0, Jpad, wp + k0, Co, Ci, off, 1);
-    for (; k0 < Co; k0++) direct_tile_one(wide + k0 * Jpad + j0, Jpad, in + j0, Jpad, wp + k0, Co, Ci, off, 1);
-  }
+  direct_tiles(wide, Jpad, in, Jpad, wp, Co, Ci, off, 1, Jpad, 0);
 #else
   (void)wide, (void)in, (void)wp, (void)Ci, (void)Co, (void)Jpad;
   SF_ASSERT(0);
@@ -722,6 +944,11 @@ static void reserve_part(void *ctx, int64_t lo, int64_t hi, int part) {
     direct_bwd_geom(&g, s);
     if (g.in_floats > n1) n1 = g.in_floats;
     if (g.Co * g.Jpad > n2) n2 = g.Co * g.Jpad;
+  } else if (phase_bwd_ok(s)) {
+    phase_bwd_geom g;
+    phase_bwd_geom_init(&g, s);
+    if (g.in_floats > n1) n1 = g.in_floats;
+    if (g.wide_floats > n2) n2 = g.wide_floats;
   }
   if (is_strided_pointwise(s)) {
     const int64_t big = (s->C > s->K ? s->C : s->K) * spw_jpad(s);
@@ -740,7 +967,7 @@ int sf_conv2d_reserve(const sf_conv2d_shape *s) {
   /* every part reserves its own thread's scratch; a part's sizes are those of a chunk */
   sf_parallel_for(parts, parts, reserve_part, ctx);
   /* the direct path's packed weights: prepared by the calling thread for every part */
-  if ((direct_fwd_ok(s) || is_strided_pointwise(s)) && !sf_scratch3((size_t)(s->K * s->C * s->R * s->S)))
+  if ((direct_fwd_ok(s) || is_strided_pointwise(s) || phase_bwd_ok(s)) && !sf_scratch3((size_t)(s->K * s->C * s->R * s->S)))
     return sf_err("conv2d: out of memory allocating the packed weights");
   for (int p = 0; p < parts && p < 256; p++)
     if (fail[p]) /* the message was set on the failing thread: restate it on this one */
@@ -964,6 +1191,19 @@ void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weigh
     direct_run(dinp, dout, wp, NULL, &g, N, parts);
     return;
   }
+  if (phase_bwd_ok(s)) {
+    phase_bwd_geom g;
+    phase_bwd_geom_init(&g, s);
+    float *wp = sf_scratch3((size_t)(K * C * s->R * s->S));
+    SF_ASSERT(wp);
+    phase_bwd_pack(wp, weight, &g);
+    phase_bwd_ctx d = {dinp, dout, wp, &g};
+    if (parts == 1)
+      phase_bwd_part(&d, 0, N, 0);
+    else
+      sf_parallel_for(parts, N, phase_bwd_part, &d);
+    return;
+  }
   conv_ctx c = {.out = dinp, .dout = dout, .weight = weight, .s = s};
   if (parts == 1) {
     bwd_input_range(&c, 0, N);
@@ -1107,12 +1347,42 @@ int sf_conv2d_grad_moments(float *sum_w, float *sumsq_w, float *sum_b, float *su
   return 0;
 }
 
+/* buf = the register tile shapes ("channels x vectors", comma-separated) a direct path
+ * of `kernel` (0 forward, 1 input gradient) uses for this geometry; "" for other paths */
+void sf_conv2d_tiles(char *buf, size_t n, const sf_conv2d_shape *s, int kernel) {
+  int used[8] = {0};
+  if (n) buf[0] = 0;
+#if SF_DIRECT
+  if (is_pointwise(s) || is_strided_pointwise(s)) return;
+  if (kernel == 0 && direct_fwd_ok(s)) {
+    direct_geom g;
+    direct_fwd_geom(&g, s);
+    used[g.kind] = 1;
+  } else if (kernel == 1 && direct_ok(s)) {
+    direct_geom g;
+    direct_bwd_geom(&g, s);
+    used[g.kind] = 1;
+  } else if (kernel == 1 && phase_bwd_ok(s)) {
+    phase_bwd_geom g;
+    phase_bwd_geom_init(&g, s);
+    for (int p = 0; p < 4; p++)
+      if (g.ni[p >> 1] > 0 && g.nj[p & 1] > 0) used[g.kind[p]] = 1;
+  }
+  size_t len = 0;
+  for (int k = 0; k < (int)(sizeof direct_kinds / sizeof direct_kinds[0]); k++)
+    if (used[k] && len + 16 < n)
+      len += (size_t)snprintf(buf + len, n - len, "%s%dx%d", len ? "," : "", direct_kinds[k].kb, direct_kinds[k].nv);
+#else
+  (void)s, (void)kernel, (void)used;
+#endif
+}
+
 const char *sf_conv2d_path(const sf_conv2d_shape *s, int kernel) {
   if (is_pointwise(s)) return "pointwise";
   if (is_strided_pointwise(s)) return "strided-pointwise";
   switch (kernel) {
   case 0: return direct_ok(s) ? "direct" : direct_fwd_ok(s) ? "direct-phase" : "im2col";
-  case 1: return direct_ok(s) ? "direct" : "im2col";
+  case 1: return direct_ok(s) ? "direct" : phase_bwd_ok(s) ? "direct-phase" : "im2col";
   default: return direct_w_ok(s) ? "direct" : "im2col";
   }
 }

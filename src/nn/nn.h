@@ -80,6 +80,9 @@ int sf_conv2d_reserve(const sf_conv2d_shape *s);
  * "strided-pointwise" (1x1 strided: subsampled planes), "im2col" (columns + sgemm).
  * kernel: 0 forward, 1 input gradient, 2 weight gradient. */
 const char *sf_conv2d_path(const sf_conv2d_shape *s, int kernel);
+/* the register tile shapes of the direct paths for kernel 0 (forward) or 1 (input
+ * gradient), e.g. "8x3" or "8x2,16x1"; "" when that kernel takes another path */
+void sf_conv2d_tiles(char *buf, size_t n, const sf_conv2d_shape *s, int kernel);
 /* images per sgemm in the im2col path (for tests and benchmarks) */
 int64_t sf_conv2d_chunk_images(const sf_conv2d_shape *s);
 /* out[N,K,OH,OW] = conv(inp[N,C,H,W], weight[K,C,R,S]) + bias[K] (bias may be NULL) */

@@ -149,6 +149,10 @@ int main(int argc, char **argv) {
   add_conv(128, 32, 16, 32, 3, 1, &g);
   add_conv(128, 64, 8, 64, 3, 1, &g);
   add_conv(128, 16, 32, 32, 3, 2, &g);
+  /* the bench's small CNN on 28x28 (1->32, then two stride-2 convolutions) */
+  add_conv(128, 1, 28, 32, 3, 1, &g);
+  add_conv(128, 32, 28, 64, 3, 2, &g);
+  add_conv(128, 64, 14, 128, 3, 2, &g);
 
   {
     /* ViT at batch 64: attention probabilities [256*65, 65], MLP hidden [64*65, 128] */
