@@ -652,8 +652,9 @@ static void phase_bwd_part(void *ctx, int64_t lo, int64_t hi, int part) {
     phase_bwd_image(d->dx + n * g->C * g->H * g->W, d->dy + n * g->K * g->OH * g->OW, d->wp, g, pad, wide);
 }
 
-/* The weight gradient of a stride-1 3x3 convolution, directly:
- * dweight[k][c][t] = sum over images and wide positions j of dwide[k][j] * pad[c][j + off[t]],
+/* The weight gradient of a 3x3 convolution of stride 1 or 2, directly:
+ * dweight[k][c][t] = sum over images and wide positions j of dwide[k][j] * pad[c][j + off[t]]
+ * (pad: the forward's padded plane, or its phase planes at stride 2),
  * where dwide is the image's output gradient on the wide grid with zeros in the discarded
  * columns (so they add nothing). A register tile holds DWK output channels x 9 taps of
  * vector partial sums over positions; each image's tile is summed across lanes into the
@@ -713,7 +714,15 @@ DIRECT_FN void direct_wtile_one(float *restrict part, int64_t C, const float *re
 }
 #endif
 
-static int direct_w_ok(const sf_conv2d_shape *s) { return direct_ok(s) && s->R == 3 && s->S == 3; }
+/* 3x3 kernels at stride 1, and at stride 2 through the forward's phase planes (each tap
+ * then reads its phase plane at a constant offset on the wide grid), with at most 64
+ * output channels: from 128 on, im2col's sgemm is the faster one (bench_kernels, 1
+ * thread, GFLOP/cpu-s, direct vs im2col: 128->128 on 8x8 70-75 vs 90-95; 64->128 stride
+ * 2 on 14x14 54-58 vs 83; 64->64 on 8x8 71-72 vs 66; 16->32 stride 2 on 32x32 55-60 vs
+ * 39-48) */
+static int direct_w_ok(const sf_conv2d_shape *s) {
+  return direct_fwd_ok(s) && s->R == 3 && s->S == 3 && s->K <= 64;
+}
 
 /* Images per chunk of the direct weight gradient: enough wide positions (about 1024) that
  * the lane sums closing each tile stay small next to its FMAs (one image of a 8x8 map has
@@ -729,7 +738,7 @@ static void direct_w_range(float *part, const float *dout, const float *inp, con
                            int64_t n1, float *pad, float *dwide) {
 #if SF_DIRECT
   const int64_t C = g->Ci, K = g->Co, plane = g->cs, Jpad = g->Jw, B = direct_w_chunk(g);
-  const int64_t *off = g->off; /* stride 1: r*Wp + q */
+  const int64_t *off = g->off;
   row_zero(part, K * C * 9);
   for (int64_t i0 = n0; i0 < n1; i0 += B) {
     const int64_t nb = n1 - i0 < B ? n1 - i0 : B;
@@ -740,8 +749,8 @@ static void direct_w_range(float *part, const float *dout, const float *inp, con
       for (int64_t k = 0; k < K; k++) {
         float *row = dwide + (b * K + k) * Jpad;
         for (int64_t oh = 0; oh < g->OH; oh++) {
-          row_copy(row + oh * g->Wp, dn + (k * g->OH + oh) * g->OW, g->OW);
-          row_zero(row + oh * g->Wp + g->OW, g->Wp - g->OW);
+          row_copy(row + oh * g->Wq, dn + (k * g->OH + oh) * g->OW, g->OW);
+          row_zero(row + oh * g->Wq + g->OW, g->Wq - g->OW);
         }
         row_zero(row + g->J, Jpad - g->J);
       }

@@ -148,6 +148,7 @@ int main(int argc, char **argv) {
   add_conv(128, 16, 32, 16, 3, 1, &g);
   add_conv(128, 32, 16, 32, 3, 1, &g);
   add_conv(128, 64, 8, 64, 3, 1, &g);
+  add_conv(128, 128, 8, 128, 3, 1, &g);
   add_conv(128, 16, 32, 32, 3, 2, &g);
   /* the bench's small CNN on 28x28 (1->32, then two stride-2 convolutions) */
   add_conv(128, 1, 28, 32, 3, 1, &g);
