@@ -267,6 +267,46 @@ function TestConv2d:test_forward_against_naive()
   end
 end
 
+-- The forward's epilogue (relu, residual) on every path: the same values as the separate
+-- operations, bit for bit (each output is the same float sum plus the same additions)
+function TestConv2d:test_forward_epilogue()
+  local rng = sf.rng(17)
+  for ci, c in ipairs(CASES) do
+    local x, w = randn(c.x, rng), randn(c.w, rng)
+    local b = c.bias and randn({c.w[1]}, rng) or nil
+    local plain = K.conv2d_forward(x, w, b, c.stride, c.pad)
+    local res = randn(plain:size(), rng)
+    local tag = "case " .. ci
+    lu.assertEquals(flat(K.conv2d_forward(x, w, b, c.stride, c.pad, nil, true)), flat(plain:relu()), tag .. " relu")
+    lu.assertEquals(flat(K.conv2d_forward(x, w, b, c.stride, c.pad, nil, false, res)), flat(plain + res),
+      tag .. " residual")
+    local out = sf.zeros(plain:size())
+    local got = K.conv2d_forward(x, w, b, c.stride, c.pad, out, true, res)
+    lu.assertTrue(rawequal(got, out), tag .. ": the given output is returned")
+    lu.assertEquals(flat(got), flat((plain + res):relu()), tag .. " residual + relu")
+  end
+  -- a chunked batch on the im2col path, and several threads on a direct one
+  local x, w = randn({9, 3, 9, 9}, rng), randn({4, 3, 5, 5}, rng)
+  local plain = K.conv2d_forward(x, w, nil, 2, 2)
+  local res = randn(plain:size(), rng)
+  lu.assertEquals(flat(K.conv2d_forward(x, w, nil, 2, 2, nil, true, res)), flat((plain + res):relu()), "im2col chunks")
+  local n0 = sf.threads()
+  sf.set_threads(2)
+  local x2, w2 = randn({6, 8, 12, 12}, rng), randn({8, 8, 3, 3}, rng)
+  local p2 = K.conv2d_forward(x2, w2, nil, 1, 1)
+  local r2 = randn(p2:size(), rng)
+  local got = K.conv2d_forward(x2, w2, nil, 1, 1, nil, true, r2)
+  sf.set_threads(n0)
+  lu.assertEquals(flat(got), flat((p2 + r2):relu()), "2 threads")
+  -- bad residuals
+  lu.assertErrorMsgContains("conv2d_forward: argument #8 (residual) has shape [6,8,12,11], expected [6,8,12,12]",
+    K.conv2d_forward, x2, w2, nil, 1, 1, nil, true, sf.zeros{6, 8, 12, 11})
+  lu.assertErrorMsgContains("conv2d_forward: argument #8 (residual) is", K.conv2d_forward, x2, w2, nil, 1, 1, nil,
+    false, "r")
+  lu.assertErrorMsgContains("conv2d_forward: argument #6 shares storage with argument #8", K.conv2d_forward, x2, w2,
+    nil, 1, 1, r2, false, r2)
+end
+
 function TestConv2d:test_backward_against_naive()
   local rng = sf.rng(12)
   for ci, c in ipairs(CASES) do

@@ -309,7 +309,9 @@ static int l_conv2d_path(lua_State *L) {
 }
 
 /* K.conv2d_forward(input[N,C,H,W], weight[K,C,R,S], bias[K]|nil, stride = 1, pad = 0,
- * out[N,K,OH,OW]|nil) -> out */
+ * out[N,K,OH,OW]|nil, relu = false, residual[N,K,OH,OW]|nil) -> out: with residual, out =
+ * conv + bias + residual; with relu, max(that, 0); both applied as the result is written
+ * (no extra pass) */
 static int l_conv2d_forward(lua_State *L) {
   const char *fn = "conv2d_forward";
   char b1[SF_SHAPE_BUF], b2[SF_SHAPE_BUF];
@@ -328,13 +330,25 @@ static int l_conv2d_forward(lua_State *L) {
   conv_geometry(L, &s, 4, 5, fn);
   const int64_t osize[4] = {s.N, s.K, s.OH, s.OW};
   sf_tensor *out = opt_result(L, 6, fn, "out", 4, osize);
+  const int relu = lua_toboolean(L, 7);
+  sf_tensor *res = NULL;
+  if (!lua_isnoneornil(L, 8)) {
+    res = check_nd(L, 8, fn, "residual", 4, "[N,K,OH,OW]");
+    for (int d = 0; d < 4; d++)
+      if (res->size[d] != osize[d])
+        luaL_error(L, "%s: argument #8 (residual) has shape %s, expected %s (the output's)", fn, sf_tshape(res, b1),
+                   sf_shape_str(b2, sizeof b2, 4, osize));
+  }
   no_alias(L, out, 6, inp, 1, fn);
   no_alias(L, out, 6, w, 2, fn);
   no_alias(L, out, 6, bias, 3, fn);
+  no_alias(L, out, 6, res, 8, fn);
   const sf_tensor *ci = dense(L, inp), *cw = dense(L, w), *cb = bias ? dense(L, bias) : NULL;
+  const sf_tensor *cr = res ? dense(L, res) : NULL;
   out = result(L, 6, out, 4, osize);
   SFL_TRY(L, sf_conv2d_reserve(&s));
-  sf_conv2d_forward(sf_tensor_data(out), sf_tensor_data(ci), sf_tensor_data(cw), cb ? sf_tensor_data(cb) : NULL, &s);
+  sf_conv2d_forward_ex(sf_tensor_data(out), sf_tensor_data(ci), sf_tensor_data(cw), cb ? sf_tensor_data(cb) : NULL,
+                       cr ? sf_tensor_data(cr) : NULL, relu, &s);
   return 1;
 }
 

@@ -98,6 +98,43 @@ static inline void row_add(float *restrict d, const float *restrict s, int64_t n
   for (; i < n; i++) d[i] += s[i];
 }
 
+/* The forward's epilogue on one row of output: d = s + bias (+ res), then max(., 0)
+ * with relu (v < 0 rather than v > 0: a NaN stays NaN, as in ReLU). Applied while the
+ * result is copied out of a kernel's buffer, it saves the separate passes of a folded
+ * BatchNorm's ReLU and of a residual block's sum. */
+typedef struct {
+  const float *residual; /* [N, K, OH, OW] or NULL */
+  int relu;
+} conv_epilogue;
+
+static inline void row_epilogue(float *restrict d, const float *restrict s, int64_t n, float bias,
+                                const float *restrict res, int relu) {
+  if (res && relu)
+    for (int64_t i = 0; i < n; i++) {
+      const float v = s[i] + bias + res[i];
+      d[i] = v < 0.0f ? 0.0f : v;
+    }
+  else if (res)
+    for (int64_t i = 0; i < n; i++) d[i] = s[i] + bias + res[i];
+  else if (relu)
+    for (int64_t i = 0; i < n; i++) {
+      const float v = s[i] + bias;
+      d[i] = v < 0.0f ? 0.0f : v;
+    }
+  else if (bias != 0.0f)
+    for (int64_t i = 0; i < n; i++) d[i] = s[i] + bias;
+  else
+    row_copy(d, s, n);
+}
+
+/* the same in place: d = d (+ res), then max(., 0) with relu */
+static void row_epilogue_inplace(float *d, int64_t n, const float *restrict res, int relu) {
+  for (int64_t i = 0; i < n; i++) {
+    const float v = res ? d[i] + res[i] : d[i];
+    d[i] = relu && v < 0.0f ? 0.0f : v;
+  }
+}
+
 /* col[(c*R + r)*S + s][oh*OW + ow] (row stride ld) = img[c][oh*sh - ph + r][ow*sw - pw + s],
  * zero where the window reads padding. img is one image [C,H,W]. */
 static void im2col(float *col, int64_t ld, const float *img, const sf_conv2d_shape *s) {
@@ -451,7 +488,7 @@ static void direct_pad(float *pad, const float *img, const direct_geom *g) {
 /* out [Co, OH, OW] of one image from its input [Ci, Hi, Wi]; wp packed [(c*T + t)*Co + k];
  * pad and wide are this thread's buffers (in_floats and Co*Jpad floats) */
 static void direct_image(float *out, const float *img, const float *wp, const float *bias, const direct_geom *g,
-                         float *pad, float *wide) {
+                         float *pad, float *wide, const float *res, int relu) {
 #if SF_DIRECT
   const int64_t T = g->R * g->S, Co = g->Co;
   direct_pad(pad, img, g);
@@ -460,16 +497,12 @@ static void direct_image(float *out, const float *img, const float *wp, const fl
   for (int64_t k = 0; k < Co; k++) {
     const float bk = bias ? bias[k] : 0.0f;
     for (int64_t oh = 0; oh < g->OH; oh++) {
-      const float *src = wide + k * g->Jpad + oh * g->Wq;
-      float *dst = out + (k * g->OH + oh) * g->OW;
-      if (bias)
-        for (int64_t ow = 0; ow < g->OW; ow++) dst[ow] = src[ow] + bk;
-      else
-        row_copy(dst, src, g->OW);
+      const int64_t o = (k * g->OH + oh) * g->OW;
+      row_epilogue(out + o, wide + k * g->Jpad + oh * g->Wq, g->OW, bk, res ? res + o : NULL, relu);
     }
   }
 #else
-  (void)out, (void)img, (void)wp, (void)bias, (void)g, (void)pad, (void)wide;
+  (void)out, (void)img, (void)wp, (void)bias, (void)g, (void)pad, (void)wide, (void)res, (void)relu;
   SF_ASSERT(0);
 #endif
 }
@@ -478,6 +511,7 @@ typedef struct {
   float *out;
   const float *inp, *wp, *bias;
   const direct_geom *g;
+  conv_epilogue ep;
 } direct_ctx;
 
 static void direct_part(void *ctx, int64_t lo, int64_t hi, int part) {
@@ -488,13 +522,13 @@ static void direct_part(void *ctx, int64_t lo, int64_t hi, int part) {
   SF_ASSERT(pad && wide); /* reserved by the caller through sf_conv2d_reserve */
   for (int64_t n = lo; n < hi; n++)
     direct_image(d->out + n * g->Co * g->OH * g->OW, d->inp + n * g->Ci * g->Hi * g->Wi, d->wp, d->bias, g, pad,
-                 wide);
+                 wide, d->ep.residual ? d->ep.residual + n * g->Co * g->OH * g->OW : NULL, d->ep.relu);
 }
 
 /* Runs the direct path over N images with packed weights wp (the caller's scratch3). */
 static void direct_run(float *out, const float *inp, const float *wp, const float *bias, const direct_geom *g,
-                       int64_t N, int parts) {
-  direct_ctx d = {out, inp, wp, bias, g};
+                       int64_t N, int parts, conv_epilogue ep) {
+  direct_ctx d = {out, inp, wp, bias, g, ep};
   if (parts == 1) {
     direct_part(&d, 0, N, 0);
     return;
@@ -832,6 +866,7 @@ typedef struct {
   float *out;
   const float *inp, *dout, *wp, *bias;
   const sf_conv2d_shape *s;
+  conv_epilogue ep; /* forward */
   float *partial[256];
 } spw_ctx;
 
@@ -856,10 +891,9 @@ static void spw_fwd_part(void *ctx, int64_t lo, int64_t hi, int part) {
     spw_gather(sub, Jpad, d->inp + n * C * s->H * s->W, s);
     spw_tiles(wide, sub, d->wp, C, K, Jpad);
     float *o = d->out + n * K * P;
-    for (int64_t k = 0; k < K; k++) {
-      const float bk = d->bias ? d->bias[k] : 0.0f;
-      for (int64_t p = 0; p < P; p++) o[k * P + p] = wide[k * Jpad + p] + bk;
-    }
+    const float *res = d->ep.residual ? d->ep.residual + n * K * P : NULL;
+    for (int64_t k = 0; k < K; k++)
+      row_epilogue(o + k * P, wide + k * Jpad, P, d->bias ? d->bias[k] : 0.0f, res ? res + k * P : NULL, d->ep.relu);
   }
 }
 
@@ -991,21 +1025,19 @@ typedef struct {
   const float *weight;
   const float *bias;
   const sf_conv2d_shape *s;
+  conv_epilogue ep;    /* forward */
   float *partial[256]; /* backward weight: each part's dwt [CRS,K] */
 } conv_ctx;
 
 /* out[b] [K,P] = tmp[:, b*P:(b+1)*P] + bias, for the nb images of a chunk (tmp [K, nb*P]) */
-static void scatter_out(float *out, const float *tmp, const float *bias, int64_t nb, int64_t K, int64_t P) {
+static void scatter_out(float *out, const float *tmp, const float *bias, int64_t nb, int64_t K, int64_t P,
+                        const float *res, int relu) {
   const int64_t ld = nb * P;
-  for (int64_t b = 0; b < nb; b++) {
-    float *o = out + b * K * P;
+  for (int64_t b = 0; b < nb; b++)
     for (int64_t k = 0; k < K; k++) {
-      const float *t = tmp + k * ld + b * P;
-      float *ok = o + k * P;
-      const float bk = bias ? bias[k] : 0.0f;
-      for (int64_t p = 0; p < P; p++) ok[p] = t[p] + bk;
+      const int64_t o = (b * K + k) * P;
+      row_epilogue(out + o, tmp + k * ld + b * P, P, bias ? bias[k] : 0.0f, res ? res + o : NULL, relu);
     }
-  }
 }
 
 /* dout[b] [K,P] -> dperm [K, nb*P], so that one sgemm covers the chunk */
@@ -1038,11 +1070,13 @@ static void fwd_range(const conv_ctx *c, int64_t n0, int64_t n1) {
       }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(K), BI(P), BI(CRS), 1.0f, c->weight, BI(CRS), col,
                   BI(ld), beta, o, BI(P));
+      if (c->ep.residual || c->ep.relu) /* in place, while the image is in cache */
+        row_epilogue_inplace(o, K * P, c->ep.residual ? c->ep.residual + i0 * K * P : NULL, c->ep.relu);
       continue;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(K), BI(ld), BI(CRS), 1.0f, c->weight, BI(CRS), col,
                 BI(ld), 0.0f, tmp, BI(ld));
-    scatter_out(o, tmp, c->bias, nb, K, P);
+    scatter_out(o, tmp, c->bias, nb, K, P, c->ep.residual ? c->ep.residual + i0 * K * P : NULL, c->ep.relu);
   }
 }
 
@@ -1114,7 +1148,13 @@ static void bwd_weight_part(void *ctx, int64_t lo, int64_t hi, int part) {
 }
 
 void sf_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias, const sf_conv2d_shape *s) {
+  sf_conv2d_forward_ex(out, inp, weight, bias, NULL, 0, s);
+}
+
+void sf_conv2d_forward_ex(float *out, const float *inp, const float *weight, const float *bias,
+                          const float *residual, int relu, const sf_conv2d_shape *s) {
   sf_nn_count(SF_K_CONV_FWD);
+  const conv_epilogue ep = {residual, relu};
   const int64_t N = s->N, C = s->C, K = s->K, P = s->OH * s->OW, HW = s->H * s->W;
   if (N == 0) return;
   sf_threads_ensure();
@@ -1130,6 +1170,7 @@ void sf_conv2d_forward(float *out, const float *inp, const float *weight, const 
       }
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(K), BI(P), BI(C), 1.0f, weight, BI(C), inp + n * C * HW,
                   BI(P), beta, o, BI(P));
+      if (residual || relu) row_epilogue_inplace(o, K * P, residual ? residual + n * K * P : NULL, relu);
     }
     return;
   }
@@ -1139,7 +1180,7 @@ void sf_conv2d_forward(float *out, const float *inp, const float *weight, const 
     SF_ASSERT(wp);
     for (int64_t k = 0; k < K; k++)
       for (int64_t c = 0; c < C; c++) wp[c * K + k] = weight[k * C + c];
-    spw_ctx d = {.out = out, .inp = inp, .wp = wp, .bias = bias, .s = s};
+    spw_ctx d = {.out = out, .inp = inp, .wp = wp, .bias = bias, .s = s, .ep = ep};
     spw_run(spw_fwd_part, &d, N, parts);
     return;
   }
@@ -1152,10 +1193,10 @@ void sf_conv2d_forward(float *out, const float *inp, const float *weight, const 
       for (int64_t j = 0; j < C * T; j++) wp[j * K + k] = weight[k * C * T + j];
     direct_geom g;
     direct_fwd_geom(&g, s);
-    direct_run(out, inp, wp, bias, &g, N, parts);
+    direct_run(out, inp, wp, bias, &g, N, parts, ep);
     return;
   }
-  conv_ctx c = {.out = out, .inp = inp, .weight = weight, .bias = bias, .s = s};
+  conv_ctx c = {.out = out, .inp = inp, .weight = weight, .bias = bias, .s = s, .ep = ep};
   if (parts == 1) {
     fwd_range(&c, 0, N);
     return;
@@ -1197,7 +1238,7 @@ void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weigh
             wp[((k * R + r) * S + q) * C + c] = weight[((k * C + c) * R + (R - 1 - r)) * S + (S - 1 - q)];
     direct_geom g;
     direct_bwd_geom(&g, s);
-    direct_run(dinp, dout, wp, NULL, &g, N, parts);
+    direct_run(dinp, dout, wp, NULL, &g, N, parts, (conv_epilogue){NULL, 0});
     return;
   }
   if (phase_bwd_ok(s)) {

@@ -87,6 +87,11 @@ void sf_conv2d_tiles(char *buf, size_t n, const sf_conv2d_shape *s, int kernel);
 int64_t sf_conv2d_chunk_images(const sf_conv2d_shape *s);
 /* out[N,K,OH,OW] = conv(inp[N,C,H,W], weight[K,C,R,S]) + bias[K] (bias may be NULL) */
 void sf_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias, const sf_conv2d_shape *s);
+/* The same with an epilogue applied as the result is written: out = conv + bias
+ * (+ residual, [N,K,OH,OW], when not NULL), then max(out, 0) when relu. residual must
+ * not overlap out. */
+void sf_conv2d_forward_ex(float *out, const float *inp, const float *weight, const float *bias,
+                          const float *residual, int relu, const sf_conv2d_shape *s);
 /* dinp[N,C,H,W] (OVERWRITTEN) from dout[N,K,OH,OW] */
 void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weight, const sf_conv2d_shape *s);
 /* dweight[K,C,R,S] += scale * gradient; dbias[K] += scale * sum of dout over N, OH, OW */
