@@ -485,6 +485,135 @@ function TestGradBlocks:test_eval_folding()
   end
 end
 
+-- ---- cached trainability and memory ----
+
+TestTrainableCache = {}
+
+-- Sequential folds a frozen conv + eval BatchNorm (+ ReLU) with nothing trainable at or
+-- below; has_trainable() is cached, so every way of changing a flag after a forward must
+-- be seen by the next forward (folding off for a now-trainable conv, on again once frozen)
+function TestTrainableCache:test_flag_changes_after_forward()
+  local r = sf.rng(31)
+  local function make()
+    local m = nn.Sequential{nn.Conv2d(2, 3, 3, {padding = 1, rng = r}), nn.BatchNorm2d(3), nn.ReLU(), nn.Flatten(),
+                            nn.Linear(3 * 5 * 5, 4, {rng = r})}
+    m:training()
+    m:forward(sf.randn({4, 2, 5, 5}, r) + 0.3) -- running statistics away from 0/1
+    m:evaluate()
+    m:set_trainable(false)
+    return m
+  end
+  local x, g = sf.randn({3, 2, 5, 5}, r), sf.randn({3, 4}, r)
+  local conv_w = function(rec) return rec.name == "0.weight" end
+  local setters = {
+    set_trainable = function(m, on) m:set_trainable(on, conv_w) end,
+    policy = function(m, on) sf.policy.apply(m, on and {["0.weight"] = 1, ["4.weight"] = 1} or {["4.weight"] = 1}) end,
+    record = function(m, on) m:parameter("0.weight").trainable = on end,
+  }
+  for how, set in pairs(setters) do
+    local m = make()
+    local ref = m:clone():set_fusion(false)
+    m:forward(x)
+    lu.assertNil(m:child("0").output, how .. ": frozen conv folded")
+    lu.assertTrue(m._s_folded, how .. ": frozen conv folded")
+    set(m, true)
+    set(ref, true)
+    local out = m:forward(x)
+    lu.assertNotNil(m:child("0").output, how .. ": a now-trainable conv does not fold")
+    lu.assertNil(m._s_folded, how .. ": a now-trainable conv does not fold")
+    local want = ref:forward(x)
+    lu.assertTrue(sf.max((out - want):abs()) < 1e-5, how .. ": forward")
+    m:zero_grad(); ref:zero_grad()
+    m:backward(x, g, false); ref:backward(x, g, false)
+    local rec, rref = m:parameter("0.weight"), ref:parameter("0.weight")
+    lu.assertTrue(sf.max(rec.grad:abs()) > 0, how .. ": the conv gets a gradient")
+    lu.assertTrue(sf.max((rec.grad - rref.grad):abs()) < 1e-5, how .. ": the conv's gradient")
+    set(m, false)
+    m:forward(x)
+    lu.assertNil(m:child("0").output, how .. ": frozen again, folded again")
+  end
+end
+
+-- the cache also follows the tree: a trainable child added to an unbuilt container
+function TestTrainableCache:test_add_child_after_query()
+  local s = nn.Sequential{nn.ReLU()}
+  lu.assertFalse(s:has_trainable())
+  s:add(nn.Linear(2, 2))
+  lu.assertTrue(s:has_trainable())
+  -- clones keep their flags and their own cache
+  s:set_trainable(false)
+  local c = s:clone()
+  lu.assertFalse(c:has_trainable())
+  c:set_trainable(true)
+  lu.assertTrue(c:has_trainable())
+  lu.assertFalse(s:has_trainable())
+end
+
+TestMemory = {}
+
+-- big storages (>= 1 MB) are reused from a cache of mappings: a tensor a user holds is
+-- never handed out again or changed, whatever is freed and allocated around it
+function TestMemory:test_held_tensors_survive_reuse()
+  local r = sf.rng(5)
+  local n = 300000 -- 1.2 MB
+  local held = sf.full({n}, 7)
+  for i = 1, 20 do
+    local t = sf.randn({n}, r)
+    t:fill(i)
+    lu.assertEquals(t:get(n), i)
+    if i % 5 == 0 then collectgarbage() end
+  end
+  lu.assertEquals(sf.min(held), 7)
+  lu.assertEquals(sf.max(held), 7)
+  -- a released one comes back with its values overwritten, never shared
+  local a = sf.zeros(n)
+  a = nil
+  collectgarbage()
+  local b, c = sf.zeros(n), sf.ones(n)
+  lu.assertEquals(sf.max(b:abs()), 0)
+  lu.assertEquals(sf.min(c), 1)
+  lu.assertFalse(b:shares_storage(c))
+end
+
+-- training steps free what they no longer need: the outputs and input gradients a user
+-- keeps are untouched by later steps, live bytes come back to the model's own after a
+-- collection, and sf.memory_trim gives every cached mapping back
+function TestMemory:test_training_steps()
+  local r = sf.rng(6)
+  local m = sf.models.resnet{depth = 8, widths = {8, 16, 32}, classes = 10, rng = r}
+  local x, y = sf.randn({16, 3, 32, 32}, r), sf.randint(1, 11, {16}, r)
+  m:training()
+  m:parameters()
+  collectgarbage()
+  local base = sf.memory()
+  local opt = sf.optim.sgd(m, {lr = 0.01})
+  local kept_out, kept_gx, copies
+  for i = 1, 4 do
+    m:zero_grad()
+    local out = m:forward(x)
+    local _, d = sf.nn.cross_entropy(out, y)
+    local gx = m:backward(x, d)
+    opt:step()
+    m:clear_state()
+    -- consumed gradients are not held by the modules after the backward
+    m:visit(function(mod) lu.assertNil(mod.gradInput) end)
+    if i == 1 then kept_out, kept_gx, copies = out, gx, {out:clone(), gx:clone()} end
+  end
+  lu.assertEquals(sf.max((kept_out - copies[1]):abs()), 0)
+  lu.assertEquals(sf.max((kept_gx - copies[2]):abs()), 0)
+  kept_out, kept_gx, copies = nil, nil, nil
+  collectgarbage()
+  lu.assertEquals(sf.memory(), base)
+  -- released activations are cached for the next step (not under AddressSanitizer, nor
+  -- with SURGFT_STORAGE_CACHE=0: every storage then comes from malloc)
+  local _, cached = sf.memory()
+  lu.assertTrue(cached >= 0)
+  sf.memory_trim()
+  local live, after = sf.memory()
+  lu.assertEquals(live, base)
+  lu.assertEquals(after, 0)
+end
+
 -- ---- losses ----
 
 TestGradLosses = {}

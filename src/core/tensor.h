@@ -68,6 +68,9 @@ sf_storage *sf_storage_new(int64_t numel); /* NULL + sf_err on failure; contents
 void sf_storage_retain(sf_storage *s);
 void sf_storage_release(sf_storage *s);
 int64_t sf_storage_live_bytes(void);       /* bytes held by live storages, all threads */
+/* Big storages (1 MB and up) are kept, once released, in a cache of mappings for reuse. */
+int64_t sf_storage_cached_bytes(void);     /* bytes held by that cache */
+void sf_storage_trim(void);                /* unmaps every cached block */
 
 /* Allocate a fresh contiguous tensor (uninitialised data). t is released first. */
 int sf_tensor_new(sf_tensor *t, int ndim, const int64_t *size);

@@ -110,9 +110,11 @@ return function(nn, sf)
     else
       gsc = gs
     end
+    -- consumed gradients are dropped as soon as they are (see chain_backward)
+    C.relu.gradInput = nil
+    if C.shortcut then C.shortcut.gradInput = nil end
     if need == false then self.gradInput = nil; return nil end
     -- gb is conv1's fresh input gradient, used by nothing else: the sum goes into it
-    C.conv1.gradInput = nil
     self.gradInput = gb:add_(gsc)
     return self.gradInput
   end
@@ -167,6 +169,7 @@ return function(nn, sf)
     local go = self:chain_backward(steps, g, need_o)
     if C.shortcut and (need_o or C.shortcut:has_trainable()) then
       local gsc = self:call_child("shortcut", "backward", o, g, need_o)
+      C.shortcut.gradInput = nil
       if need_o then go = go + gsc end
     end
     local gx

@@ -57,6 +57,23 @@ function Module:init() end
 
 function Module:type() return self._class_name end
 
+-- ---- parameter records ----
+
+-- A record's `trainable` flag lives behind this metatable so that every write to it,
+-- wherever it comes from (set_trainable, sf.policy.apply, a checkpoint, a user's own
+-- loop over the records), bumps train_gen; has_trainable() caches its answer per module
+-- with the train_gen it saw (containers ask it of every child at every forward). The flag
+-- is stored as _trainable; read and write rec.trainable as before.
+local train_gen = 0
+local REC = {
+  __index = function(r, k) if k == "trainable" then return rawget(r, "_trainable") end end,
+  __newindex = function(r, k, v)
+    if k ~= "trainable" then rawset(r, k, v) return end
+    if rawget(r, "_trainable") ~= v then train_gen = train_gen + 1 end
+    rawset(r, "_trainable", v)
+  end,
+}
+
 -- ---- declaring parameters, buffers and children ----
 
 -- self:param("weight", tensor[, {decay = true}]) declares a parameter; self.weight is
@@ -65,8 +82,9 @@ function Module:param(attr, value, opts)
   if self._built then error(string.format("%s: cannot add parameter '%s' after the model was built", self:type(), attr), 2) end
   assert(sf.is_tensor(value), "param: value must be a tensor")
   opts = opts or {}
-  local rec = {attr = attr, value = value, decay = opts.decay ~= false, trainable = true, lr_scale = 1,
-               module = self, shape = value:size()}
+  local rec = setmetatable({attr = attr, value = value, decay = opts.decay ~= false, lr_scale = 1,
+                            module = self, shape = value:size()}, REC)
+  rec.trainable = true
   self._params[#self._params + 1] = rec
   self._params[attr] = rec
   self[attr] = value
@@ -90,6 +108,7 @@ function Module:add(name, module)
   if self._children[name] then error(string.format("%s:add: a child named '%s' already exists", self:type(), name), 2) end
   self._children[#self._children + 1] = {name = name, module = module}
   self._children[name] = module
+  train_gen = train_gen + 1 -- the subtree changed: cached has_trainable answers are stale
   return self
 end
 
@@ -235,11 +254,17 @@ function Module:set_trainable(flag, filter)
   return self
 end
 
--- does any parameter of this subtree train? (leaf layers skip gradient work otherwise)
+-- does any parameter of this subtree train? (leaf layers skip gradient work otherwise;
+-- containers decide folding with it). Cached until any record's flag changes.
 function Module:has_trainable()
-  for _, rec in ipairs(self._params) do if rec.trainable then return true end end
-  for _, c in ipairs(self._children) do if c.module:has_trainable() then return true end end
-  return false
+  if self._trains_at == train_gen then return self._trains end
+  local t = false
+  for _, rec in ipairs(self._params) do if rec.trainable then t = true break end end
+  if not t then
+    for _, c in ipairs(self._children) do if c.module:has_trainable() then t = true break end end
+  end
+  self._trains, self._trains_at = t, train_gen
+  return t
 end
 
 -- is a named local parameter trainable? (for layer implementations)
@@ -410,6 +435,9 @@ function Module:chain_backward(steps, g, need)
     if prev then prev.gradInput = nil end
     prev = type(steps[i][1]) == "table" and steps[i][1] or self._children[steps[i][1]]
   end
+  -- the lowest child's gradient goes to the caller (the container's own gradInput): the
+  -- child need not hold it too, or it would outlive the container's use of it
+  if prev then prev.gradInput = nil end
   if need == false then return nil end
   return g
 end
