@@ -67,11 +67,11 @@ return function(nn, sf)
     self._s_folded = nil
     local sc = C.shortcut and C.shortcut._children
     if foldable(self, {C.bn1, C.bn2, sc and sc["1"] or nil}) and (not sc or (sc["1"] and #C.shortcut._children == 2)) then
-      local h = C.conv1:forward_affine(x, C.bn1:eval_affine())
-      K.relu_forward(h, h)
+      local a1, b1 = C.bn1:eval_affine()
+      local h = C.conv1:forward_affine(x, a1, b1, true)
       C.relu1.output = h
-      h = C.conv2:forward_affine(h, C.bn2:eval_affine())
-      K.add_relu_forward(h, sc and sc["0"]:forward_affine(x, sc["1"]:eval_affine()) or x, h)
+      local a2, b2 = C.bn2:eval_affine()
+      h = C.conv2:forward_affine(h, a2, b2, true, sc and sc["0"]:forward_affine(x, sc["1"]:eval_affine()) or x)
       C.relu.output = h
       self._s_folded = true
       self.output = h
@@ -143,8 +143,8 @@ return function(nn, sf)
     o, self._s_fused1 = norm_relu(self, "bn1", "relu1", x)
     self._s_folded = nil
     if foldable(self, {C.bn1, C.bn2}) then -- bn2 folds into conv1 (bn1 comes before a ReLU)
-      h = C.conv1:forward_affine(o, C.bn2:eval_affine())
-      K.relu_forward(h, h)
+      local a, b = C.bn2:eval_affine()
+      h = C.conv1:forward_affine(o, a, b, true)
       C.relu2.output = h
       self._s_folded = true
     else

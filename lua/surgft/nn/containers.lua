@@ -43,10 +43,10 @@ return function(nn, sf)
         and not nxt:has_trainable() then
         local after = C[i + 2] and C[i + 2].module
         local relu = after ~= nil and after:type() == "ReLU"
-        x = m:forward_affine(x, nxt:eval_affine())
+        local a, b = nxt:eval_affine()
+        x = m:forward_affine(x, a, b, relu)
         nxt.output = nil
         if relu then
-          sf.kernels.relu_forward(x, x)
           after.output = x
         else
           nxt.output = x

@@ -124,9 +124,10 @@ return function(nn, sf)
   end
 
   -- a[k] * conv(input) + b[k] with a, b per output channel (a BatchNorm in eval mode
-  -- folded in: the weights are scaled, the shift joins the bias), in one convolution.
+  -- folded in: the weights are scaled, the shift joins the bias), in one convolution;
+  -- then + residual when given, then max(., 0) when relu, as the result is written.
   -- Used by the blocks on inference-only paths; it leaves no output of its own.
-  function Conv2d:forward_affine(input, a, b)
+  function Conv2d:forward_affine(input, a, b, relu, residual)
     ensure_built(self)
     if input:dim() ~= 4 or input:size(2) ~= self.cin then
       error(string.format("Conv2d(%d -> %d): input has shape %s, expected [N,%d,H,W]", self.cin, self.cout,
@@ -135,7 +136,7 @@ return function(nn, sf)
     local k, c = self.cout, self.cin
     local w = self.weight * a:view(k, 1, 1, 1):expand(k, c, self.k, self.k)
     local bias = self.bias and (self.bias * a + b) or b
-    local out = K.conv2d_forward(input, w, bias, self.stride, self.padding)
+    local out = K.conv2d_forward(input, w, bias, self.stride, self.padding, nil, relu, residual)
     self.output = nil
     return out
   end
