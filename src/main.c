@@ -481,20 +481,7 @@ static int pmain(lua_State *L) {
   return 1;
 }
 
-/* OpenBLAS's idle threads keep spinning on sched_yield for about 2^28 cycles after every
- * call before they sleep. A training step makes hundreds of small sgemm calls, so with
- * the default the idle threads burn a core in system time (measured: sys 9.1 s of a
- * 12.6 s fine-tuning run; 1.6 s with a short timeout, same wall time). OpenBLAS reads
- * OPENBLAS_THREAD_TIMEOUT when the library loads, before main, so when the user has not
- * set it the interpreter sets it and re-executes itself once. */
-static void tune_openblas_env(char **argv) {
-  if (getenv("OPENBLAS_THREAD_TIMEOUT") != NULL) return;
-  if (setenv("OPENBLAS_THREAD_TIMEOUT", "4", 1) != 0) return;
-  execv("/proc/self/exe", argv); /* returns only on failure: then go on as we are */
-}
-
 int main(int argc, char **argv) {
-  tune_openblas_env(argv);
   lua_State *L = luaL_newstate();
   if (L == NULL) {
     l_message(argv[0], "cannot create state: not enough memory");

@@ -14,6 +14,31 @@
  * OpenBLAS pool's size. Our own kernels are single-threaded; when one grows threads it
  * must read sf_threads() so that one knob governs everything. */
 
+/* OpenBLAS's idle pool threads spin on sched_yield for 2^OPENBLAS_THREAD_TIMEOUT cycles
+ * after every call before they sleep. A training step makes hundreds of small sgemm calls,
+ * so with the default (2^28) the idle threads burn a core in system time (measured: sys
+ * 9.1 s of a 12.6 s fine-tuning run; 1.6 s with 2^4, same wall time). OpenBLAS reads the
+ * variable once, when it loads (before main, or when a host program loads this library),
+ * and creates its pool then, so setting it afterwards does nothing by itself. When the user
+ * has not chosen a value, set one and have OpenBLAS re-read its environment and stop its
+ * pool: blas_thread_shutdown_ is what OpenBLAS itself runs around fork(), and its next call
+ * (or openblas_set_num_threads) starts the pool again with the new timeout. Neither
+ * function is in cblas.h, so both are weak: an OpenBLAS without them keeps its default, and
+ * the variable is then left unset so that it does not claim a setting that is not in force.
+ * Otherwise it stays set (child processes inherit it). Runs once, from the thread default,
+ * before this library's first BLAS call; an OpenMP OpenBLAS has no such pool. */
+#define SF_BLAS_THREAD_TIMEOUT "4"
+extern void openblas_read_env(void) __attribute__((weak));
+extern int blas_thread_shutdown_(void) __attribute__((weak));
+
+static void short_blas_thread_timeout(void) {
+  if (getenv("OPENBLAS_THREAD_TIMEOUT") != NULL) return; /* the user's value, in force since load */
+  if (openblas_get_parallel() != OPENBLAS_THREAD || !openblas_read_env || !blas_thread_shutdown_) return;
+  if (setenv("OPENBLAS_THREAD_TIMEOUT", SF_BLAS_THREAD_TIMEOUT, 1) != 0) return;
+  openblas_read_env();
+  blas_thread_shutdown_();
+}
+
 static pthread_once_t threads_once = PTHREAD_ONCE_INIT;
 static int threads_init_rc;
 static char threads_init_msg[256];
@@ -41,7 +66,8 @@ static void threads_default(void) {
       n = (int)v;
     }
   }
-  openblas_set_num_threads(n);
+  short_blas_thread_timeout();
+  openblas_set_num_threads(n); /* also starts the pool again, with the short timeout */
 }
 
 int sf_threads_init(void) {

@@ -1,7 +1,9 @@
 /* C test of matmul and the LAPACK routines, without Lua: TAP output. Checks values,
  * error messages, and that no storage survives (error paths included). */
+#include <cblas.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "src/core/rng.h"
@@ -173,7 +175,31 @@ static void test_factorisations(void) {
   for (size_t i = 0; i < sizeof all / sizeof *all; i++) sf_tensor_release(all[i]);
 }
 
+/* OpenBLAS's idle-thread timeout: the library's thread default sets a short one when the
+ * environment has none (OpenBLAS re-reads it: openblas_thread_timeout() is the value in
+ * force) and leaves a user's value alone. Runs first, before anything applies the default.
+ * Then the restarted pool must compute: every test below runs on it. */
+extern int openblas_thread_timeout(void) __attribute__((weak));
+static void test_thread_timeout(void) {
+  const char *env = getenv("OPENBLAS_THREAD_TIMEOUT");
+  char before[32] = "";
+  if (env) snprintf(before, sizeof before, "%s", env);
+  int before_timeout = openblas_thread_timeout ? openblas_thread_timeout() : -1;
+  (void)sf_threads_init(); /* a bad SURGFT_THREADS only changes the thread count */
+  const char *now = getenv("OPENBLAS_THREAD_TIMEOUT");
+  if (env != NULL) {
+    ok(now && strcmp(now, before) == 0, "a user's OPENBLAS_THREAD_TIMEOUT is left as it was");
+    ok(!openblas_thread_timeout || openblas_thread_timeout() == before_timeout, "and OpenBLAS keeps reading it");
+  } else if (openblas_get_parallel() == OPENBLAS_THREAD && openblas_thread_timeout) {
+    ok(now && strcmp(now, "4") == 0, "OPENBLAS_THREAD_TIMEOUT=4 set when the environment had none");
+    ok(openblas_thread_timeout() == 4, "and OpenBLAS has re-read it");
+  } else {
+    ok(now == NULL, "an OpenBLAS without a pthreads pool: nothing set");
+  }
+}
+
 int main(void) {
+  test_thread_timeout();
   sf_set_threads(2);
   test_matmul();
   test_solve_inverse();
