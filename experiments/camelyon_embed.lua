@@ -19,11 +19,8 @@ paper.vit_experiment{
   name = "camelyon_embed", title = "Camelyon17", quick = quick,
   task = {
     name = "Camelyon17", dataset = "camelyon17", synth = "camelyon", cache_name = "camelyon_vit",
-    -- patch 8: 16 tokens + the class token; at patch 4 (64 tokens) the sweep takes about
-    -- four times as long (see the issue notes on attention speed)
-    vit = {image = 32, patch = 8, channels = 3, dim = 64, depth = 6, heads = 4, mlp_ratio = 2, classes = 2},
-    pretrain = {epochs = quick and 1 or 8, optim = "adam", lr = 1e-3, weight_decay = 1e-4, batch = 128,
-                schedule = "cosine", augment = {flip = true}},
+    vit = paper.wilds_vit{classes = 2},
+    pretrain = paper.wilds_pretrain(quick and 1 or 8),
     counts = {150, 50, 50}, -- test, validation and training patches per class
     seed_offset = 1000,
   },

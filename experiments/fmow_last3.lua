@@ -17,9 +17,8 @@ paper.vit_experiment{
   name = "fmow_last3", title = "FMoW", quick = quick,
   task = {
     name = "FMoW", dataset = "fmow", synth = "fmow", cache_name = "fmow_vit",
-    vit = {image = 32, patch = 8, channels = 3, dim = 64, depth = 6, heads = 4, mlp_ratio = 2},
-    pretrain = {epochs = quick and 1 or 15, optim = "adam", lr = 1e-3, weight_decay = 1e-4, batch = 128,
-                schedule = "cosine", augment = {flip = true}},
+    vit = paper.wilds_vit(),
+    pretrain = paper.wilds_pretrain(quick and 1 or 15),
     counts = {25, 10, 10}, -- test, validation and training tiles per class
     seed_offset = 2000,
   },
