@@ -117,6 +117,22 @@ function TestMatmul:test_batched()
   for i = 1, 3 do assert_close(D:select(1, i), naive(A:select(1, i), W:select(1, 1)), 1e-5) end
 end
 
+-- a batch of small products is split over the threads: each product is the same single
+-- sgemm call, so the bits do not depend on the thread count
+function TestMatmul:test_batched_threads_agree()
+  local r = sf.rng(16)
+  local A, B = sf.randn({300, 17, 9}, r), sf.randn({300, 9, 21}, r)
+  local n0 = sf.threads()
+  sf.set_threads(1)
+  local one = A:matmul(B)
+  sf.set_threads(2)
+  local two, again = A:matmul(B), A:matmul(B:transpose(2, 3):contiguous():transpose(2, 3))
+  sf.set_threads(n0)
+  lu.assertEquals(two:reshape(-1):totable(), one:reshape(-1):totable())
+  lu.assertEquals(again:reshape(-1):totable(), one:reshape(-1):totable())
+  for i = 1, 300, 97 do assert_close(two:select(1, i), naive(A:select(1, i), B:select(1, i)), 1e-5) end
+end
+
 function TestMatmul:test_empty_dimensions()
   local z = sf.zeros(2, 0):matmul(sf.zeros(0, 3))
   lu.assertEquals(z:totable(), {{0, 0, 0}, {0, 0, 0}})

@@ -622,6 +622,28 @@ function TestLinear:test_against_naive_and_fd()
   end
 end
 
+-- With several threads the rows of a product with a short inner dimension are split over
+-- the threads (single-threaded sgemm each): rows are independent, so the bits are those
+-- of one thread; the weight gradient (a sum over rows) is checked against one thread too
+function TestLinear:test_threads_agree()
+  local rng = sf.rng(23)
+  local x, w, b = randn({2000, 64}, rng), randn({96, 64}, rng), randn({96}, rng)
+  local g = randn({2000, 96}, rng)
+  local n0 = sf.threads()
+  local function run(t)
+    sf.set_threads(t)
+    local r = {flat(K.linear_forward(x, w, b)), flat(K.linear_backward_input(g, w)),
+               flat(K.linear_backward_weight(g, x, sf.zeros{96, 64}))}
+    sf.set_threads(n0)
+    return r
+  end
+  local one, two = run(1), run(2)
+  lu.assertEquals(two[1], one[1], "forward: 2 threads = 1 thread")
+  lu.assertEquals(two[2], one[2], "dinp: 2 threads = 1 thread")
+  assert_near(two[3], one[3], 1e-5, "dweight")
+  lu.assertEquals(run(2)[1], two[1], "repeatable")
+end
+
 function TestLinear:test_leading_dims_flattened()
   local rng = sf.rng(22)
   local x, w, b = randn({2, 3, 4}, rng), randn({5, 4}, rng), randn({5}, rng)

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "parallel.h"
 #include "tensor.h"
 
 /* ---- threads ----
@@ -166,6 +167,21 @@ static int check_out(const char *fn, const sf_tensor *out, int ndim, const int64
   return 0;
 }
 
+typedef struct {
+  const float *pa, *pb;
+  float *c;
+  int64_t sa, sb, m, n, k, lda, ldb;
+  CBLAS_TRANSPOSE ta, tb;
+} gemm_ctx;
+
+static void gemm_part(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)part;
+  const gemm_ctx *g = ctx;
+  for (int64_t i = lo; i < hi; i++)
+    cblas_sgemm(CblasRowMajor, g->ta, g->tb, (blasint)g->m, (blasint)g->n, (blasint)g->k, 1.0f, g->pa + i * g->sa,
+                (blasint)g->lda, g->pb + i * g->sb, (blasint)g->ldb, 0.0f, g->c + i * g->m * g->n, (blasint)g->n);
+}
+
 /* c[batch] = a[batch] @ b[batch] with c contiguous; a and b usable by sgemm directly or
  * copied here. Copies are released before returning. */
 static int gemm_batched(const char *fn, float *c, const sf_tensor *a, mat_view va, const sf_tensor *b, mat_view vb) {
@@ -197,10 +213,23 @@ static int gemm_batched(const char *fn, float *c, const sf_tensor *a, mat_view v
     SF_ASSERT(gemm_layout(vb.r, vb.c, vb.sr, vb.sc, &tb, &ldb));
   }
   {
-    const float *pa = sf_tensor_data(ca.storage ? &ca : a), *pb = sf_tensor_data(cb.storage ? &cb : b);
-    for (int64_t i = 0; i < batch; i++)
-      cblas_sgemm(CblasRowMajor, ta, tb, (blasint)m, (blasint)n, (blasint)k, 1.0f, pa + i * va.sb, (blasint)lda,
-                  pb + i * vb.sb, (blasint)ldb, 0.0f, c + i * m * n, (blasint)n);
+    gemm_ctx g = {sf_tensor_data(ca.storage ? &ca : a), sf_tensor_data(cb.storage ? &cb : b), c, va.sb, vb.sb,
+                  m, n, k, lda, ldb, ta, tb};
+    /* A batch of small products (attention: [T,hd] x [hd,T] per head and image) is split
+     * over the threads, each running its products single-threaded: OpenBLAS does not
+     * thread products this small, so one thread ran them all. Parts of at least ~0.5
+     * MFLOP. Each product is one sgemm call either way, so the bits do not depend on the
+     * split. */
+    const double per = 2.0 * (double)m * (double)n * (double)k;
+    const int64_t grain = per >= 500000.0 ? 1 : (int64_t)(500000.0 / per) + 1;
+    const int parts = batch > 1 ? sf_parallel_parts(batch, grain) : 1;
+    if (parts > 1) {
+      sf_blas_serial_begin();
+      sf_parallel_for(parts, batch, gemm_part, &g);
+      sf_blas_serial_end();
+    } else {
+      gemm_part(&g, 0, batch, 0);
+    }
   }
 done:
   sf_tensor_release(&ca);

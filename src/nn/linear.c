@@ -3,29 +3,78 @@
 #include <cblas.h>
 #include <string.h>
 
+#include "../core/parallel.h"
 #include "nn.h"
 
 /* Sizes reach sgemm as blasint; the bindings check this bound before calling. */
 #define BI(x) ((blasint)(x))
+
+typedef struct {
+  float *out;
+  const float *inp, *weight, *bias;
+  int64_t C, K;
+} linear_ctx;
+
+/* rows [lo, hi) of out[N,K] = inp @ weight^T + bias: the bias broadcast over the rows
+ * first, then sgemm accumulates into it (beta = 1), which saves a second pass */
+static void fwd_rows(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)part;
+  const linear_ctx *l = ctx;
+  const int64_t C = l->C, K = l->K;
+  float *out = l->out + lo * K;
+  float beta = 0.0f;
+  if (l->bias) {
+    for (int64_t n = lo; n < hi; n++) memcpy(l->out + n * K, l->bias, (size_t)K * sizeof(float));
+    beta = 1.0f;
+  }
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(hi - lo), BI(K), BI(C), 1.0f, l->inp + lo * C, BI(C),
+              l->weight, BI(C), beta, out, BI(K));
+}
+
+/* rows [lo, hi) of dinp[N,C] = dout[N,K] @ weight[K,C] */
+static void bwd_input_rows(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)part;
+  const linear_ctx *l = ctx;
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(hi - lo), BI(l->C), BI(l->K), 1.0f, l->inp + lo * l->K,
+              BI(l->K), l->weight, BI(l->C), 0.0f, l->out + lo * l->C, BI(l->C));
+}
+
+/* The rows of a product with a short inner dimension (a transformer's tokens x 64) are
+ * split over the threads, each running a single-threaded sgemm on its rows: OpenBLAS's
+ * own threading spent more in packing and synchronisation than it saved there. Rows are
+ * independent, so the split does not change a bit. Large inner dimensions stay with
+ * OpenBLAS. Parts of at least 4 MFLOP. */
+static int row_parts(int64_t N, int64_t C, int64_t K) {
+  if (C > 256) return 1;
+  const double per_row = 2.0 * (double)C * (double)K;
+  const int64_t grain = per_row >= 4e6 ? 1 : (int64_t)(4e6 / per_row) + 1;
+  return sf_parallel_parts(N, grain);
+}
+
+static void run_rows(sf_parallel_fn fn, linear_ctx *l, int64_t N, int parts) {
+  if (parts == 1) {
+    fn(l, 0, N, 0);
+    return;
+  }
+  sf_blas_serial_begin();
+  sf_parallel_for(parts, N, fn, l);
+  sf_blas_serial_end();
+}
 
 void sf_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int64_t N, int64_t C,
                        int64_t K) {
   sf_nn_count(SF_K_LINEAR_FWD);
   if (N == 0 || K == 0) return;
   sf_threads_ensure();
-  /* out[N,K]: bias broadcast over rows first, then sgemm accumulates into it (beta = 1),
-   * which saves a second pass over the output */
-  float beta = 0.0f;
-  if (bias) {
-    for (int64_t n = 0; n < N; n++) memcpy(out + n * K, bias, (size_t)K * sizeof(float));
-    beta = 1.0f;
-  }
   if (C == 0) {
-    if (!bias) memset(out, 0, (size_t)(N * K) * sizeof(float));
+    if (bias)
+      for (int64_t n = 0; n < N; n++) memcpy(out + n * K, bias, (size_t)K * sizeof(float));
+    else
+      memset(out, 0, (size_t)(N * K) * sizeof(float));
     return;
   }
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, BI(N), BI(K), BI(C), 1.0f, inp, BI(C), weight, BI(C), beta,
-              out, BI(K));
+  linear_ctx l = {out, inp, weight, bias, C, K};
+  run_rows(fwd_rows, &l, N, row_parts(N, C, K));
 }
 
 void sf_linear_backward_input(float *dinp, const float *dout, const float *weight, int64_t N, int64_t C, int64_t K) {
@@ -37,9 +86,8 @@ void sf_linear_backward_input(float *dinp, const float *dout, const float *weigh
     return;
   }
   sf_threads_ensure();
-  /* dinp[N,C] = dout[N,K] @ weight[K,C] */
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(N), BI(C), BI(K), 1.0f, dout, BI(K), weight, BI(C), 0.0f,
-              dinp, BI(C));
+  linear_ctx l = {dinp, dout, weight, NULL, C, K};
+  run_rows(bwd_input_rows, &l, N, row_parts(N, K, C));
 }
 
 void sf_linear_backward_weight(float *dweight, float *dbias, const float *dout, const float *inp, int64_t N,
