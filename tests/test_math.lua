@@ -409,4 +409,81 @@ function TestExtraArguments:test_alpha_is_refused()
   lu.assertEquals(t:totable(), {1, 1, 1})
 end
 
+-- ---------------------------------------------------------------------------------------
+-- Large ops are split over the thread pool: contiguous ones in flat parts, strided ones
+-- by outer rows, copies likewise. Every element is computed the serial way, so the bits
+-- must not depend on the thread count, and the strided split (which starts each part's
+-- counter mid-tensor) must agree with the flat path.
+
+TestParallel = {}
+
+-- the ops under test, on inputs big enough for several parts of 64K elements
+local function parallel_cases(rng)
+  local a = rand(rng, {300001}, -3, 3) -- not a multiple of 16: the last part has a tail
+  local b = rand(rng, {300001}, 0.5, 2)
+  local m = rand(rng, {520, 600}, -2, 2)
+  local mt = rand(rng, {600, 520}, -2, 2):t() -- strided, [520, 600]
+  local d = rand(rng, {40, 50, 160}, -1, 1):permute{2, 1, 3} -- 3 strided dims, [50, 40, 160]
+  local big = rand(rng, {512, 65, 65}, -1, 1) -- the attention's softmax backward shapes
+  local dot = rand(rng, {512, 65, 1}, -1, 1)
+  local inplace = a:clone()
+  inplace:mul_(b)
+  local into = sf.zeros(50, 40, 160)
+  into:copy(d)
+  return {
+    {"add", a + b}, {"div", a / b}, {"pow", b:pow(a)}, {"scalar", a * 3}, {"scalar first", 2 - a},
+    {"square", a:pow(2)}, {"exp", a:exp()}, {"tanh", a:tanh()}, {"sigmoid", a:sigmoid()},
+    {"clamp", a:clamp(-1, 1)}, {"where", sf.where(a:gt(0), a, b)}, {"in place", inplace},
+    {"strided binary", m * mt}, {"strided scalar", mt + 1}, {"strided unary", d:exp()},
+    {"strided clamp", d:clamp(-0.5, 0.5)}, {"strided where", sf.where(mt:gt(0), mt, m)},
+    {"expanded", big - dot:expand(512, 65, 65)},
+    {"copy", a:clone()}, {"strided copy", d:contiguous()}, {"copy into", into},
+  }
+end
+
+function TestParallel:test_threads_same_bits_and_repeatable()
+  local n0 = sf.threads()
+  sf.set_threads(1)
+  local one = parallel_cases(sf.rng(41))
+  for _, t in ipairs{2, 3, 2} do
+    sf.set_threads(t)
+    local ok, res = pcall(parallel_cases, sf.rng(41))
+    sf.set_threads(n0)
+    if not ok then error(res, 0) end
+    for i, c in ipairs(one) do
+      lu.assertEquals(res[i][1], c[1])
+      lu.assertTrue(res[i][2]:equal(c[2]), t .. " threads: " .. c[1] .. " differs from 1 thread")
+    end
+  end
+  sf.set_threads(n0)
+end
+
+-- the strided parts agree with the flat loop, element by element (at the thread count the
+-- suite runs with, and at 2)
+function TestParallel:test_strided_split_matches_flat()
+  local n0 = sf.threads()
+  for _, t in ipairs{1, 2} do
+    sf.set_threads(t)
+    local rng = sf.rng(42)
+    local d = rand(rng, {40, 50, 160}, -1, 1):permute{2, 1, 3}
+    local e = rand(rng, {50, 40, 160}, -1, 1)
+    local dc = d:contiguous()
+    local ok, err = pcall(function()
+      lu.assertTrue((d * e):equal(dc * e), "strided mul")
+      lu.assertTrue(d:sigmoid():equal(dc:sigmoid()), "strided sigmoid")
+      lu.assertTrue((3 / d):equal(3 / dc), "strided scalar first")
+      -- the copy agrees with reading element by element
+      local want, got = {}, dc:reshape(-1):totable()
+      for i = 1, 50, 7 do
+        for j = 1, 40, 3 do
+          for k = 1, 160, 11 do want[#want + 1] = {d:get(i, j, k), got[((i - 1) * 40 + j - 1) * 160 + k]} end
+        end
+      end
+      for _, w in ipairs(want) do lu.assertEquals(w[2], w[1]) end
+    end)
+    sf.set_threads(n0)
+    if not ok then error(err, 0) end
+  end
+end
+
 os.exit(lu.LuaUnit.run())

@@ -676,6 +676,26 @@ bad:
 
 /* ---- copies ---- */
 
+/* Large copies are split over the thread pool (the attention's permutes copy tens of
+ * megabytes a step). A copy within one storage stays serial: memmove's overlap handling,
+ * and the element order of an overlapping strided copy, are only defined for one pass. */
+typedef struct {
+  float *d;
+  const float *s;
+  sf_iter it;
+} copy_ctx;
+
+static void copy_flat_part(void *ctx, int64_t lo, int64_t hi) {
+  const copy_ctx *c = ctx;
+  memcpy(c->d + lo, c->s + lo, (size_t)(hi - lo) * sizeof(float));
+}
+
+static void copy_rows_part(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)part;
+  const copy_ctx *c = ctx;
+  SF_ITER_RANGE(c->it, lo, hi, { *x0 = *x1; });
+}
+
 int sf_tensor_copy(sf_tensor *dst, const sf_tensor *src) {
   char b1[SF_SHAPE_BUF], b2[SF_SHAPE_BUF];
   if (!dst->storage || !src->storage) return sf_err("copy: tensor is empty");
@@ -686,15 +706,23 @@ int sf_tensor_copy(sf_tensor *dst, const sf_tensor *src) {
   for (int d = 0; d < dst->ndim; d++)
     if (dst->stride[d] == 0 && dst->size[d] > 1)
       return sf_err("copy: destination %s is an expanded view; writing through it is ambiguous", sf_tshape(dst, b1));
+  const int shared = dst->storage == src->storage;
   if (sf_tensor_is_contiguous(dst) && sf_tensor_is_contiguous(src)) {
-    memmove(sf_tensor_data(dst), sf_tensor_data(src), (size_t)n * sizeof(float));
+    copy_ctx c = {.d = sf_tensor_data(dst), .s = sf_tensor_data(src)};
+    if (shared)
+      memmove(c.d, c.s, (size_t)n * sizeof(float));
+    else
+      sf_parallel_flat(n, copy_flat_part, &c);
     return 0;
   }
   if (sf_tensor_same_shape(dst, src)) {
-    sf_iter it;
+    copy_ctx c;
     const sf_tensor *ts[2] = {dst, src};
-    sf_iter_init(&it, 2, ts);
-    SF_ITER_EACH(it, { *x0 = *x1; });
+    sf_iter_init(&c.it, 2, ts);
+    if (shared)
+      SF_ITER_EACH(c.it, { *x0 = *x1; });
+    else
+      sf_parallel_for(sf_iter_parts(&c.it), sf_iter_rows(&c.it), copy_rows_part, &c);
     return 0;
   }
   /* same element count, different shapes: row-major order on both sides */

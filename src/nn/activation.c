@@ -1,6 +1,7 @@
 /* Elementwise activations (ReLU, GELU, Tanh, Sigmoid) and dropout, forward/backward. */
 #include <math.h>
 
+#include "../core/iter.h"
 #include "../core/parallel.h"
 #include "../core/rng.h"
 #include "../core/vmath.h"
@@ -67,16 +68,27 @@ void sf_relu_backward(float *dinp, const float *dout, const float *inp_or_out, i
   sf_parallel_for(sf_parallel_parts(n, 65536), n, relu_bwd_part, &c);
 }
 
-void sf_gelu_forward(float *out, const float *inp, int64_t n, int approximate) {
-  sf_nn_count(SF_K_ACT_FWD);
-  if (approximate) {
-    for (int64_t i = 0; i < n; i++) {
+/* GELU, tanh and sigmoid are split like ReLU, through sf_parallel_flat: its part
+ * boundaries fall on multiples of 16 elements, so each element goes through the same
+ * vectorised or scalar loop as in a serial pass. */
+typedef struct {
+  float *o;
+  const float *a, *b;
+  int approximate;
+} act_ctx;
+
+static void gelu_fwd_part(void *ctx, int64_t lo, int64_t hi) {
+  const act_ctx *c = ctx;
+  float *out = c->o;
+  const float *inp = c->a;
+  if (c->approximate) {
+    for (int64_t i = lo; i < hi; i++) {
       const float x = inp[i];
       const float u = (float)SQRT_2_OVER_PI * (x + (float)GELU_TANH_C * x * x * x);
       out[i] = 0.5f * x * (1.0f + tanhf(u));
     }
   } else {
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = lo; i < hi; i++) {
       const float x = inp[i];
       out[i] = 0.5f * x * (1.0f + sf_erff_(x * (float)INV_SQRT_2)); /* vectorised erf, ~1 ulp */
     }
@@ -84,10 +96,12 @@ void sf_gelu_forward(float *out, const float *inp, int64_t n, int approximate) {
 }
 
 /* exact: d/dx x Phi(x) = Phi(x) + x phi(x); tanh form: differentiate 0.5 x (1 + tanh u) */
-void sf_gelu_backward(float *dinp, const float *dout, const float *inp, int64_t n, int approximate) {
-  sf_nn_count(SF_K_ACT_BWD);
-  if (approximate) {
-    for (int64_t i = 0; i < n; i++) {
+static void gelu_bwd_part(void *ctx, int64_t lo, int64_t hi) {
+  const act_ctx *c = ctx;
+  float *dinp = c->o;
+  const float *dout = c->a, *inp = c->b;
+  if (c->approximate) {
+    for (int64_t i = lo; i < hi; i++) {
       const float x = inp[i];
       const float u = (float)SQRT_2_OVER_PI * (x + (float)GELU_TANH_C * x * x * x);
       const float t = tanhf(u);
@@ -95,7 +109,7 @@ void sf_gelu_backward(float *dinp, const float *dout, const float *inp, int64_t 
       dinp[i] = dout[i] * (0.5f * (1.0f + t) + 0.5f * x * (1.0f - t * t) * du);
     }
   } else {
-    for (int64_t i = 0; i < n; i++) {
+    for (int64_t i = lo; i < hi; i++) {
       const float x = inp[i];
       const float cdf = 0.5f * (1.0f + sf_erff_(x * (float)INV_SQRT_2));
       const float pdf = (float)INV_SQRT_2PI * sf_expf_(-0.5f * x * x);
@@ -104,20 +118,26 @@ void sf_gelu_backward(float *dinp, const float *dout, const float *inp, int64_t 
   }
 }
 
-void sf_tanh_forward(float *out, const float *inp, int64_t n) {
-  sf_nn_count(SF_K_ACT_FWD);
-  for (int64_t i = 0; i < n; i++) out[i] = tanhf(inp[i]);
+static void tanh_fwd_part(void *ctx, int64_t lo, int64_t hi) {
+  const act_ctx *c = ctx;
+  float *out = c->o;
+  const float *inp = c->a;
+  for (int64_t i = lo; i < hi; i++) out[i] = tanhf(inp[i]);
 }
 
-void sf_tanh_backward(float *dinp, const float *dout, const float *out, int64_t n) {
-  sf_nn_count(SF_K_ACT_BWD);
-  for (int64_t i = 0; i < n; i++) dinp[i] = dout[i] * (1.0f - out[i] * out[i]);
+static void tanh_bwd_part(void *ctx, int64_t lo, int64_t hi) {
+  const act_ctx *c = ctx;
+  float *dinp = c->o;
+  const float *dout = c->a, *out = c->b;
+  for (int64_t i = lo; i < hi; i++) dinp[i] = dout[i] * (1.0f - out[i] * out[i]);
 }
 
-void sf_sigmoid_forward(float *out, const float *inp, int64_t n) {
-  sf_nn_count(SF_K_ACT_FWD);
+static void sigmoid_fwd_part(void *ctx, int64_t lo, int64_t hi) {
+  const act_ctx *c = ctx;
+  float *out = c->o;
+  const float *inp = c->a;
   /* exp(-|x|) never overflows */
-  for (int64_t i = 0; i < n; i++) {
+  for (int64_t i = lo; i < hi; i++) {
     const float x = inp[i];
     const float e = sf_expf_(-fabsf(x)); /* in (0, 1]: selects instead of branches, so it vectorises */
     const float r = 1.0f / (1.0f + e);
@@ -125,9 +145,47 @@ void sf_sigmoid_forward(float *out, const float *inp, int64_t n) {
   }
 }
 
+static void sigmoid_bwd_part(void *ctx, int64_t lo, int64_t hi) {
+  const act_ctx *c = ctx;
+  float *dinp = c->o;
+  const float *dout = c->a, *out = c->b;
+  for (int64_t i = lo; i < hi; i++) dinp[i] = dout[i] * out[i] * (1.0f - out[i]);
+}
+
+void sf_gelu_forward(float *out, const float *inp, int64_t n, int approximate) {
+  sf_nn_count(SF_K_ACT_FWD);
+  act_ctx c = {out, inp, NULL, approximate};
+  sf_parallel_flat(n, gelu_fwd_part, &c);
+}
+
+void sf_gelu_backward(float *dinp, const float *dout, const float *inp, int64_t n, int approximate) {
+  sf_nn_count(SF_K_ACT_BWD);
+  act_ctx c = {dinp, dout, inp, approximate};
+  sf_parallel_flat(n, gelu_bwd_part, &c);
+}
+
+void sf_tanh_forward(float *out, const float *inp, int64_t n) {
+  sf_nn_count(SF_K_ACT_FWD);
+  act_ctx c = {out, inp, NULL, 0};
+  sf_parallel_flat(n, tanh_fwd_part, &c);
+}
+
+void sf_tanh_backward(float *dinp, const float *dout, const float *out, int64_t n) {
+  sf_nn_count(SF_K_ACT_BWD);
+  act_ctx c = {dinp, dout, out, 0};
+  sf_parallel_flat(n, tanh_bwd_part, &c);
+}
+
+void sf_sigmoid_forward(float *out, const float *inp, int64_t n) {
+  sf_nn_count(SF_K_ACT_FWD);
+  act_ctx c = {out, inp, NULL, 0};
+  sf_parallel_flat(n, sigmoid_fwd_part, &c);
+}
+
 void sf_sigmoid_backward(float *dinp, const float *dout, const float *out, int64_t n) {
   sf_nn_count(SF_K_ACT_BWD);
-  for (int64_t i = 0; i < n; i++) dinp[i] = dout[i] * out[i] * (1.0f - out[i]);
+  act_ctx c = {dinp, dout, out, 0};
+  sf_parallel_flat(n, sigmoid_bwd_part, &c);
 }
 
 /* ---- dropout ---- */

@@ -292,22 +292,89 @@ void sf_batchnorm_relu_backward(float *dinp, float *dgamma, float *dbeta, const 
 
 /* ---- LayerNorm ---- */
 
-void sf_layernorm_forward(float *out, float *save_mean, float *save_rstd, const float *inp, const float *gamma,
-                          const float *beta, int64_t M, int64_t D, float eps) {
-  sf_nn_count(SF_K_NORM_FWD);
-  for (int64_t r = 0; r < M; r++) {
-    const float *x = inp + r * D;
-    float *y = out + r * D;
+/* Rows are independent, so the forward and the input gradient split the M rows over the
+ * pool (parts of at least 16K elements); the affine gradients are sums over rows, and
+ * split the columns instead: each column is still summed over every row in row order, so
+ * dgamma and dbeta have the same bits for any thread count. */
+typedef struct {
+  float *out, *save_mean, *save_rstd, *dgamma, *dbeta;
+  const float *inp, *dout, *gamma, *beta, *mean, *rstd;
+  int64_t M, D;
+  float eps, scale;
+} ln_ctx;
+
+static int ln_row_parts(int64_t M, int64_t D) {
+  return sf_parallel_parts(M, D >= 16384 || D < 1 ? 1 : 16384 / D);
+}
+
+static void ln_forward_rows(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)part;
+  const ln_ctx *c = ctx;
+  const int64_t D = c->D;
+  const float *gamma = c->gamma, *beta = c->beta;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *x = c->inp + r * D;
+    float *y = c->out + r * D;
     const float mf = (float)(row_sum(x, D) / (double)D);
     const double var = row_sumsq_centered(x, D, mf) / (double)D;
-    const float rs = (float)(1.0 / sqrt(var + (double)eps));
-    if (save_mean) save_mean[r] = mf;
-    if (save_rstd) save_rstd[r] = rs;
+    const float rs = (float)(1.0 / sqrt(var + (double)c->eps));
+    if (c->save_mean) c->save_mean[r] = mf;
+    if (c->save_rstd) c->save_rstd[r] = rs;
     if (gamma || beta) {
       for (int64_t i = 0; i < D; i++)
         y[i] = (x[i] - mf) * rs * (gamma ? gamma[i] : 1.0f) + (beta ? beta[i] : 0.0f);
     } else {
       row_affine(y, x, D, rs, -mf * rs);
+    }
+  }
+}
+
+void sf_layernorm_forward(float *out, float *save_mean, float *save_rstd, const float *inp, const float *gamma,
+                          const float *beta, int64_t M, int64_t D, float eps) {
+  sf_nn_count(SF_K_NORM_FWD);
+  ln_ctx c = {.out = out, .save_mean = save_mean, .save_rstd = save_rstd, .inp = inp, .gamma = gamma,
+              .beta = beta, .M = M, .D = D, .eps = eps};
+  sf_parallel_for(ln_row_parts(M, D), M, ln_forward_rows, &c);
+}
+
+/* dinp for rows [lo, hi): with g = dy * gamma, dinp = rs (g - mean(g) - xhat mean(g xhat)) */
+static void ln_backward_rows(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)part;
+  const ln_ctx *c = ctx;
+  const int64_t D = c->D;
+  const float *gamma = c->gamma;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *x = c->inp + r * D, *dy = c->dout + r * D;
+    const float m = c->mean[r], rs = c->rstd[r];
+    double sg = 0.0, sgx = 0.0;
+    for (int64_t i = 0; i < D; i++) {
+      const double g = (double)dy[i] * (gamma ? (double)gamma[i] : 1.0);
+      sg += g;
+      sgx += g * ((double)x[i] - (double)m);
+    }
+    const float mg = (float)(sg / (double)D), mgx = (float)(sgx * (double)rs / (double)D);
+    float *dx = c->out + r * D;
+    for (int64_t i = 0; i < D; i++) {
+      const float g = dy[i] * (gamma ? gamma[i] : 1.0f);
+      dx[i] = rs * (g - mg - (x[i] - m) * rs * mgx);
+    }
+  }
+}
+
+/* dgamma, dbeta for the columns of 16-column blocks [lo, hi) (whole cache lines per
+ * part), accumulated over all rows in row order */
+static void ln_backward_cols(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)part;
+  const ln_ctx *c = ctx;
+  const int64_t D = c->D, c0 = lo * 16, c1 = hi * 16 < D ? hi * 16 : D;
+  float *dgamma = c->dgamma, *dbeta = c->dbeta;
+  const float scale = c->scale;
+  for (int64_t r = 0; r < c->M; r++) {
+    const float *x = c->inp + r * D, *dy = c->dout + r * D;
+    const float m = c->mean[r], rs = c->rstd[r];
+    for (int64_t i = c0; i < c1; i++) {
+      if (dgamma) dgamma[i] += scale * dy[i] * (x[i] - m) * rs;
+      if (dbeta) dbeta[i] += scale * dy[i];
     }
   }
 }
@@ -318,30 +385,14 @@ void sf_layernorm_backward(float *dinp, float *dgamma, float *dbeta, const float
   if (!dinp && !dgamma && !dbeta) return;
   if (dinp) sf_nn_count(SF_K_NORM_BWD_INPUT);
   if (dgamma || dbeta) sf_nn_count(SF_K_NORM_BWD_AFFINE);
-  for (int64_t r = 0; r < M; r++) {
-    const float *x = inp + r * D, *dy = dout + r * D;
-    const float m = mean[r], rs = rstd[r];
-    if (dgamma || dbeta) {
-      for (int64_t i = 0; i < D; i++) {
-        if (dgamma) dgamma[i] += scale * dy[i] * (x[i] - m) * rs;
-        if (dbeta) dbeta[i] += scale * dy[i];
-      }
-    }
-    if (!dinp) continue;
-    /* with g = dy * gamma: dinp = rs (g - mean(g) - xhat mean(g xhat)) */
-    double sg = 0.0, sgx = 0.0;
-    for (int64_t i = 0; i < D; i++) {
-      const double g = (double)dy[i] * (gamma ? (double)gamma[i] : 1.0);
-      sg += g;
-      sgx += g * ((double)x[i] - (double)m);
-    }
-    const float mg = (float)(sg / (double)D), mgx = (float)(sgx * (double)rs / (double)D);
-    float *dx = dinp + r * D;
-    for (int64_t i = 0; i < D; i++) {
-      const float g = dy[i] * (gamma ? gamma[i] : 1.0f);
-      dx[i] = rs * (g - mg - (x[i] - m) * rs * mgx);
-    }
+  ln_ctx c = {.out = dinp, .dgamma = dgamma, .dbeta = dbeta, .inp = inp, .dout = dout, .gamma = gamma,
+              .mean = mean, .rstd = rstd, .M = M, .D = D, .scale = scale};
+  if ((dgamma || dbeta) && M > 0) {
+    const int64_t blocks = (D + 15) / 16, per_block = M * 16; /* elements a block reads */
+    sf_parallel_for(sf_parallel_parts(blocks, per_block >= 16384 ? 1 : 16384 / per_block), blocks, ln_backward_cols,
+                    &c);
   }
+  if (dinp) sf_parallel_for(ln_row_parts(M, D), M, ln_backward_rows, &c);
 }
 
 /* ---- GroupNorm ---- */
