@@ -923,4 +923,144 @@ function TestLosses:test_counters()
   lu.assertEquals(c.loss_bwd, 2)
 end
 
+-- ---- threads ----
+
+-- GELU, tanh, sigmoid and LayerNorm are split over the thread pool (elements, rows, and
+-- for LayerNorm's affine gradients columns summed over every row in order): the bits must
+-- not depend on the thread count, and two runs at 2 threads must agree.
+TestThreads = {}
+
+local function thread_cases(rng)
+  local x = sf.randn({300001}, rng) * 2 -- not a multiple of 16
+  local dy = sf.randn({300001}, rng)
+  local res = {
+    {"gelu", K.gelu_forward(x)}, {"gelu tanh", K.gelu_forward(x, nil, "tanh")},
+    {"gelu backward", K.gelu_backward(dy, x)}, {"gelu tanh backward", K.gelu_backward(dy, x, nil, "tanh")},
+    {"tanh", K.tanh_forward(x)}, {"tanh backward", K.tanh_backward(dy, K.tanh_forward(x))},
+    {"sigmoid", K.sigmoid_forward(x)}, {"sigmoid backward", K.sigmoid_backward(dy, K.sigmoid_forward(x))},
+  }
+  -- LayerNorm with D a multiple of 16 and not, affine and not; dgamma/dbeta accumulate
+  for _, D in ipairs{64, 40} do
+    local M = 4000
+    local xl = sf.randn({M, D}, rng) * 3 + 1
+    local g, b = sf.randn({D}, rng), sf.randn({D}, rng)
+    local dout = sf.randn({M, D}, rng)
+    local out, mean, rstd = K.layernorm_forward(xl, D, g, b)
+    local dg, db = sf.randn({D}, rng), sf.randn({D}, rng)
+    local dx = K.layernorm_backward(dout, xl, D, g, mean, rstd, true, dg, db, 0.5)
+    local out2, m2, r2 = K.layernorm_forward(xl, D)
+    local dx2 = K.layernorm_backward(dout, xl, D, nil, m2, r2, true)
+    for _, c in ipairs{{"out", out}, {"mean", mean}, {"rstd", rstd}, {"dinp", dx}, {"dgamma", dg}, {"dbeta", db},
+                       {"out, no affine", out2}, {"dinp, no affine", dx2}} do
+      res[#res + 1] = {"layernorm D=" .. D .. " " .. c[1], c[2]}
+    end
+  end
+  local y = sf.randn({512, 65, 65}, rng):softmax(3)
+  res[#res + 1] = {"softmax_backward", K.softmax_backward(sf.randn({512, 65, 65}, rng), y, 0.25)}
+  return res
+end
+
+function TestThreads:test_same_bits_and_repeatable()
+  local n0 = sf.threads()
+  sf.set_threads(1)
+  local one = thread_cases(sf.rng(51))
+  for _, t in ipairs{2, 3, 2} do
+    sf.set_threads(t)
+    local ok, r = pcall(thread_cases, sf.rng(51))
+    sf.set_threads(n0)
+    if not ok then error(r, 0) end
+    for i, c in ipairs(one) do
+      lu.assertEquals(r[i][1], c[1])
+      lu.assertTrue(r[i][2]:equal(c[2]), t .. " threads: " .. c[1] .. " differs from 1 thread")
+    end
+  end
+  sf.set_threads(n0)
+end
+
+-- the column split of dgamma/dbeta sums every row: against a plain Lua sum
+function TestThreads:test_layernorm_affine_gradient_values()
+  local n0 = sf.threads()
+  sf.set_threads(2)
+  local rng = sf.rng(52)
+  local M, D = 3000, 48
+  local x, dout = sf.randn({M, D}, rng), sf.randn({M, D}, rng)
+  local ok, err = pcall(function()
+    local _, mean, rstd = K.layernorm_forward(x, D)
+    local dg, db = sf.zeros(D), sf.ones(D)
+    K.layernorm_backward(dout, x, D, nil, mean, rstd, nil, dg, db, 2)
+    local xt, dt, mt, rt = x:totable(), dout:totable(), mean:totable(), rstd:totable()
+    for _, i in ipairs{1, 16, 17, 33, 48} do
+      local sg, sb = 0, 0
+      for r = 1, M do
+        sg = sg + dt[r][i] * (xt[r][i] - mt[r]) * rt[r]
+        sb = sb + dt[r][i]
+      end
+      lu.assertAlmostEquals(dg:get(i), 2 * sg, 1e-3 * math.max(1, math.abs(sg)), "dgamma " .. i)
+      lu.assertAlmostEquals(db:get(i), 1 + 2 * sb, 1e-3 * math.max(1, math.abs(sb)), "dbeta " .. i)
+    end
+  end)
+  sf.set_threads(n0)
+  if not ok then error(err, 0) end
+end
+
+-- ---- softmax backward ----
+
+TestSoftmaxBackward = {}
+
+function TestSoftmaxBackward:test_hand_values()
+  -- row 1: y = {1/3, 2/3}, g = {1, 0}: <g,y> = 1/3, dx = y (g - 1/3) = {2/9, -2/9}
+  -- row 2: y = {1/2, 1/2}, g = {3, 1}: <g,y> = 2, dx = {1/2, -1/2}; both times 0.5
+  local y = sf.tensor{{1 / 3, 2 / 3}, {0.5, 0.5}}
+  local g = sf.tensor{{1, 0}, {3, 1}}
+  assert_close(K.softmax_backward(g, y, 0.5), {1 / 9, -1 / 9, 0.25, -0.25}, 1e-6, "scaled")
+  assert_close(K.softmax_backward(g, y), {2 / 9, -2 / 9, 0.5, -0.5}, 1e-6, "scale 1 by default")
+  lu.assertEquals(K.softmax_backward(g, y):size(), {2, 2})
+end
+
+function TestSoftmaxBackward:test_gradcheck()
+  local rng = sf.rng(53)
+  local x = sf.randn({3, 4, 5}, rng)
+  local R = rand_table(x:numel(), rng)
+  local dout = sf.tensor(R):reshape{3, 4, 5}
+  local f = function() return x:softmax(3) end
+  assert_grad(numgrad(f, x, R), K.softmax_backward(dout, x:softmax(3)), "softmax")
+  local twice = flat(K.softmax_backward(dout, x:softmax(3), 1))
+  for i = 1, #twice do twice[i] = 2 * twice[i] end
+  assert_close(K.softmax_backward(dout, x:softmax(3), 2), twice, 1e-6, "scale 2")
+end
+
+-- the same bits as the separate tensor ops it replaced in the attention's backward
+function TestSoftmaxBackward:test_matches_separate_ops_and_strided()
+  local rng = sf.rng(54)
+  local y = sf.randn({6, 7, 9}, rng):softmax(3)
+  local g = sf.randn({6, 7, 9}, rng)
+  local dot = (g * y):sum(3, true)
+  local want = (g - dot:expand(6, 7, 9)) * y
+  want:mul_(0.125)
+  lu.assertTrue(K.softmax_backward(g, y, 0.125):equal(want), "fused = separate ops, bit for bit")
+  -- strided operands
+  local gt = g:transpose(1, 2):contiguous():transpose(1, 2)
+  local yt = y:transpose(1, 2):contiguous():transpose(1, 2)
+  lu.assertFalse(gt:is_contiguous())
+  lu.assertTrue(K.softmax_backward(gt, yt, 0.125):equal(want), "strided")
+  -- a 1-D row
+  lu.assertTrue(K.softmax_backward(g:select(1, 2):select(1, 3), y:select(1, 2):select(1, 3), 0.125)
+    :equal(want:select(1, 2):select(1, 3)), "1-D")
+end
+
+function TestSoftmaxBackward:test_errors()
+  local a = sf.zeros(2, 3)
+  err_contains("softmax_backward: argument #2 (out) has shape [3,2], expected [2,3] like argument #1 (grad_out)",
+    K.softmax_backward, a, sf.zeros(3, 2))
+  err_contains("softmax_backward: argument #2 (out) has shape [6], expected [2,3]", K.softmax_backward, a, sf.zeros(6))
+  err_contains("softmax_backward: argument #1 (grad_out) expected a tensor, got nil", K.softmax_backward, nil, a)
+  err_contains("softmax_backward: argument #2 (out) expected a tensor, got table", K.softmax_backward, a, {1})
+  err_contains("softmax_backward: argument #3 (scale) expected a number, got string", K.softmax_backward, a, a, "x")
+  err_contains("softmax_backward: argument #1 (grad_out) is 0-D, expected at least 1 dimension",
+    K.softmax_backward, sf.zeros({}), sf.zeros({}))
+  local u = sf.zeros(2, 3)
+  getmetatable(u).__close(u)
+  err_contains("softmax_backward: argument #2 (out) is an empty (released) tensor", K.softmax_backward, a, u)
+end
+
 os.exit(lu.LuaUnit.run())

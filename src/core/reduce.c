@@ -508,6 +508,64 @@ int sf_softmax(sf_tensor *out, const sf_tensor *a, int dim, int take_log) {
   return 0;
 }
 
+/* ---- softmax backward ----
+ * y = softmax(x) along the last dimension and g = dL/dy: dL/dx = scale * y * (g - <g, y>)
+ * per row. The arithmetic is that of the separate tensor ops it replaces, in their order
+ * ((g * y):sum(-1) accumulated in double from the first element, rounded to float, then
+ * (g - dot) * y, then * scale), so a model gets the same bits from either. Rows are
+ * independent and split over the pool. */
+typedef struct {
+  float *dx;
+  const float *g, *y;
+  int64_t n;
+  float scale;
+} softmax_bwd_ctx;
+
+static void softmax_bwd_rows(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)part;
+  const softmax_bwd_ctx *c = ctx;
+  const int64_t n = c->n;
+  const float scale = c->scale;
+  for (int64_t r = lo; r < hi; r++) {
+    const float *g = c->g + r * n, *y = c->y + r * n;
+    float *dx = c->dx + r * n;
+    double s = 0.0;
+    for (int64_t j = 0; j < n; j++) s += (double)(g[j] * y[j]);
+    const float dot = (float)s;
+    for (int64_t j = 0; j < n; j++) dx[j] = ((g[j] - dot) * y[j]) * scale;
+  }
+}
+
+int sf_softmax_backward(sf_tensor *out, const sf_tensor *grad, const sf_tensor *y, float scale) {
+  const char *fn = "softmax_backward";
+  char b1[SF_SHAPE_BUF], b2[SF_SHAPE_BUF];
+  if (!grad->storage) return sf_err("%s: argument #1 (grad_out) is an empty (released) tensor", fn);
+  if (!y->storage) return sf_err("%s: argument #2 (out) is an empty (released) tensor", fn);
+  if (grad->ndim < 1) return sf_err("%s: argument #1 (grad_out) is 0-D, expected at least 1 dimension", fn);
+  if (!sf_tensor_same_shape(grad, y))
+    return sf_err("%s: argument #2 (out) has shape %s, expected %s like argument #1 (grad_out)", fn, sf_tshape(y, b1),
+                  sf_tshape(grad, b2));
+  /* strided operands (rare: the attention's are fresh) go through contiguous copies */
+  sf_tensor gc = SF_TENSOR_EMPTY, yc = SF_TENSOR_EMPTY, t = SF_TENSOR_EMPTY;
+  int rc = -1;
+  if (sf_tensor_contiguous(&gc, grad) || sf_tensor_contiguous(&yc, y) || sf_tensor_new_like(&t, grad)) goto done;
+  const int64_t n = grad->size[grad->ndim - 1], numel = sf_tensor_numel(grad);
+  if (numel > 0) {
+    const int64_t rows = numel / n;
+    softmax_bwd_ctx c = {sf_tensor_data(&t), sf_tensor_data(&gc), sf_tensor_data(&yc), n, scale};
+    sf_parallel_for(sf_parallel_parts(rows, n >= 16384 ? 1 : 16384 / n), rows, softmax_bwd_rows, &c);
+  }
+  sf_tensor_release(out);
+  *out = t;
+  t = (sf_tensor)SF_TENSOR_EMPTY;
+  rc = 0;
+done:
+  sf_tensor_release(&gc);
+  sf_tensor_release(&yc);
+  sf_tensor_release(&t);
+  return rc;
+}
+
 /* ---- comparisons ---- */
 
 static int check_pair(const char *fn, const sf_tensor *a, const sf_tensor *b) {

@@ -143,6 +143,9 @@ int sf_reduce_dim(sf_tensor *out, const sf_tensor *a, int dim, int keepdim, sf_r
 int sf_var_all(double *res, const sf_tensor *a, int ddof);
 int sf_var_dim(sf_tensor *out, const sf_tensor *a, int dim, int keepdim, int ddof);
 int sf_softmax(sf_tensor *out, const sf_tensor *a, int dim, int log);
+/* The gradient through y = softmax(x) along the last dimension, times scale:
+ * out = scale * y * (grad - sum(grad * y, -1)), a fresh tensor of grad's shape. */
+int sf_softmax_backward(sf_tensor *out, const sf_tensor *grad, const sf_tensor *y, float scale);
 /* max (is_min = 0) or min along dim: values and 0-based indices (as floats) in one pass;
  * ties give the first index, a NaN in a slice wins (its value and its index). */
 int sf_max_dim(sf_tensor *values, sf_tensor *indices, const sf_tensor *a, int dim, int keepdim, int is_min);

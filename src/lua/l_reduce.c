@@ -14,6 +14,8 @@
  *   t:norm([p [, dim [, keepdim]]])  p = 2 by default; 1, math.huge, -math.huge, 0 and any
  *                                 other real p
  *   t:softmax(dim), t:log_softmax(dim)   dim required
+ *   sf.kernels.softmax_backward(grad_out, out [, scale = 1])  scale * out * (grad_out -
+ *                                 sum(grad_out * out, -1)): the gradient through softmax(-1)
  *   t:allclose(u [, rtol = 1e-5 [, atol = 1e-8]])  a boolean; same shapes required
  *   t:max_abs_diff(u)             a number: max |t - u|, same shapes required
  * Ties in max/min/argmax/argmin give the first index; a NaN wins (NaN value, its index).
@@ -180,6 +182,28 @@ static int softmax_method(lua_State *L, int take_log) {
 static int t_softmax(lua_State *L) { return softmax_method(L, 0); }
 static int t_log_softmax(lua_State *L) { return softmax_method(L, 1); }
 
+/* sf.kernels.softmax_backward(grad_out, out [, scale = 1]) -> grad_in: the gradient
+ * through out = softmax(x, -1) in one row-parallel pass (the attention's backward) */
+static sf_tensor *kernel_tensor(lua_State *L, int arg, const char *fn, const char *what) {
+  sf_tensor *t = sfl_test(L, arg);
+  if (!t)
+    luaL_error(L, "%s: argument #%d (%s) expected a tensor, got %s", fn, arg, what, luaL_typename(L, arg));
+  return t;
+}
+
+static int k_softmax_backward(lua_State *L) {
+  const char *fn = "softmax_backward";
+  sf_tensor *g = kernel_tensor(L, 1, fn, "grad_out"), *y = kernel_tensor(L, 2, fn, "out");
+  if (!lua_isnoneornil(L, 3) && lua_type(L, 3) != LUA_TNUMBER)
+    return luaL_error(L, "%s: argument #3 (scale) expected a number, got %s", fn, luaL_typename(L, 3));
+  float scale = (float)luaL_optnumber(L, 3, 1.0);
+  lua_settop(L, 2);
+  sf_tensor *out = sfl_push(L);
+  SFL_TRY(L, sf_softmax_backward(out, g, y, scale));
+  sfl_account(L, out);
+  return 1;
+}
+
 /* t:allclose(u [, rtol [, atol]]) */
 static int t_allclose(lua_State *L) {
   sf_tensor *a = sfl_check(L, 1), *b = sfl_check(L, 2);
@@ -216,4 +240,9 @@ static const luaL_Reg methods[] = {
     {NULL, NULL},
 };
 
-const sfl_area sfl_area_reduce = {NULL, methods, NULL, NULL};
+static const luaL_Reg kernels[] = {
+    {"softmax_backward", k_softmax_backward},
+    {NULL, NULL},
+};
+
+const sfl_area sfl_area_reduce = {kernels, methods, NULL, "kernels"};

@@ -630,10 +630,8 @@ return function(nn, sf)
     local dc = dctx:view(n, t, h, hd):permute{1, 3, 2, 4}:contiguous():view(n * h, t, hd)
     local dattn = dc:matmul(v:transpose(2, 3))                              -- [NH,T,T]
     local dv = attn:transpose(2, 3):matmul(dc)                              -- [NH,T,hd]
-    -- softmax backward: ds = a * (da - sum(da * a))
-    local dot = (dattn * attn):sum(3, true)
-    local ds = (dattn - dot:expand(n * h, t, t)) * attn
-    ds:mul_(self.scale)
+    -- softmax backward, scaled: ds = scale * a * (da - sum(da * a)), one row-parallel pass
+    local ds = K.softmax_backward(dattn, attn, self.scale)
     local dq = ds:matmul(k)
     local dk = ds:transpose(2, 3):matmul(q)
     local dparts = sf.empty(3, n, h, t, hd)
