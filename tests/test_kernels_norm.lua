@@ -961,20 +961,7 @@ local function thread_cases(rng)
 end
 
 function TestThreads:test_same_bits_and_repeatable()
-  local n0 = sf.threads()
-  sf.set_threads(1)
-  local one = thread_cases(sf.rng(51))
-  for _, t in ipairs{2, 3, 2} do
-    sf.set_threads(t)
-    local ok, r = pcall(thread_cases, sf.rng(51))
-    sf.set_threads(n0)
-    if not ok then error(r, 0) end
-    for i, c in ipairs(one) do
-      lu.assertEquals(r[i][1], c[1])
-      lu.assertTrue(r[i][2]:equal(c[2]), t .. " threads: " .. c[1] .. " differs from 1 thread")
-    end
-  end
-  sf.set_threads(n0)
+  require("testutil").assert_same_bits_across_threads(thread_cases, 51)
 end
 
 -- the column split of dgamma/dbeta sums every row: against a plain Lua sum

@@ -442,20 +442,7 @@ local function parallel_cases(rng)
 end
 
 function TestParallel:test_threads_same_bits_and_repeatable()
-  local n0 = sf.threads()
-  sf.set_threads(1)
-  local one = parallel_cases(sf.rng(41))
-  for _, t in ipairs{2, 3, 2} do
-    sf.set_threads(t)
-    local ok, res = pcall(parallel_cases, sf.rng(41))
-    sf.set_threads(n0)
-    if not ok then error(res, 0) end
-    for i, c in ipairs(one) do
-      lu.assertEquals(res[i][1], c[1])
-      lu.assertTrue(res[i][2]:equal(c[2]), t .. " threads: " .. c[1] .. " differs from 1 thread")
-    end
-  end
-  sf.set_threads(n0)
+  require("testutil").assert_same_bits_across_threads(parallel_cases, 41)
 end
 
 -- the strided parts agree with the flat loop, element by element (at the thread count the

@@ -1,5 +1,6 @@
 -- Helpers shared by the LuaUnit suites (required from tests/, the suites' working
--- directory): temporary directories, whole-file I/O, and tensor comparisons.
+-- directory): temporary directories, whole-file I/O, tensor comparisons, and the
+-- same-bits-at-any-thread-count check of the parallel kernels.
 local lu = require "luaunit"
 local sf = require "surgft"
 
@@ -47,6 +48,29 @@ function U.assert_close(t, expected, tol)
   local want = sf.is_tensor(expected) and expected:totable() or expected
   local d = U.maxdiff(got, want)
   lu.assertTrue(d <= tol, string.format("max difference %g > %g", d, tol))
+end
+
+-- cases(rng) returns a list of {name, tensor}; run with rng seeded by seed at 1 thread,
+-- then at 2, 3 and again 2 threads, every tensor must have the same bits as at 1 thread
+-- (the kernels split work so that no result depends on the thread count) and the
+-- repeated thread count must repeat them; the caller's thread count is restored even
+-- when a case fails
+function U.assert_same_bits_across_threads(cases, seed)
+  local n0 = sf.threads()
+  sf.set_threads(1)
+  local ok, one = pcall(cases, sf.rng(seed))
+  sf.set_threads(n0)
+  if not ok then error(one, 0) end
+  for _, t in ipairs{2, 3, 2} do
+    sf.set_threads(t)
+    local ok2, res = pcall(cases, sf.rng(seed))
+    sf.set_threads(n0)
+    if not ok2 then error(res, 0) end
+    for i, c in ipairs(one) do
+      lu.assertEquals(res[i][1], c[1])
+      lu.assertTrue(res[i][2]:equal(c[2]), t .. " threads: " .. c[1] .. " differs from 1 thread")
+    end
+  end
 end
 
 return U
