@@ -559,15 +559,6 @@ typedef struct {
   int64_t in_floats, wide_floats;
 } phase_bwd_geom;
 
-static int phase_bwd_ok(const sf_conv2d_shape *s) {
-  if (!SF_DIRECT || s->stride_h != 2 || s->stride_w != 2) return 0;
-  if (s->R < 2 || s->S < 2 || s->R > 7 || s->S > 7) return 0;
-  if (s->pad_h > s->R - 1 || s->pad_w > s->S - 1 || s->OH < 1 || s->OW < 1) return 0;
-  /* the wide grid wastes at most half: (OW + S/2) columns computed per OW useful ones */
-  const int64_t wd = s->OW + (s->S + 1) / 2 + 1;
-  return 2 * wd <= 3 * (s->W + 1) / 2;
-}
-
 static void phase_bwd_geom_init(phase_bwd_geom *g, const sf_conv2d_shape *s) {
   memset(g, 0, sizeof *g);
   g->K = s->K, g->C = s->C, g->H = s->H, g->W = s->W, g->OH = s->OH, g->OW = s->OW;
@@ -610,6 +601,19 @@ static void phase_bwd_geom_init(phase_bwd_geom *g, const sf_conv2d_shape *s) {
   g->ldw = jmax;
   g->in_floats = g->K * g->plane + maxoff + jmax;
   g->wide_floats = 4 * g->C * jmax;
+}
+
+/* Stride 2 both ways, kernels 2x2 to 7x7 (every phase has a tap), padding below the
+ * kernel, and a wide grid that wastes at most half: Wd columns computed per phase row
+ * against the widest phase's useful ones. */
+static int phase_bwd_ok(const sf_conv2d_shape *s) {
+  if (!SF_DIRECT || s->stride_h != 2 || s->stride_w != 2) return 0;
+  if (s->R < 2 || s->S < 2 || s->R > 7 || s->S > 7) return 0;
+  if (s->pad_h > s->R - 1 || s->pad_w > s->S - 1 || s->OH < 1 || s->OW < 1) return 0;
+  phase_bwd_geom g;
+  phase_bwd_geom_init(&g, s);
+  const int64_t nj = g.nj[0] > g.nj[1] ? g.nj[0] : g.nj[1];
+  return nj > 0 && 2 * g.Wd <= 3 * nj;
 }
 
 /* wp + wpo[p]: [(k*T + t)*C + c] = weight[k][c][a + 2u][b + 2v], t = the tap (u, v) */
