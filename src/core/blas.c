@@ -11,9 +11,10 @@
 #include "tensor.h"
 
 /* ---- threads ----
- * OpenBLAS is the only threaded component so far: the thread count set here is the
- * OpenBLAS pool's size. Our own kernels are single-threaded; when one grows threads it
- * must read sf_threads() so that one knob governs everything. */
+ * One knob, sf_threads(), sizes both thread pools: OpenBLAS's and the kernels' own
+ * (parallel.c, which reads sf_threads()). They never run at the same time: a kernel either
+ * calls a threaded sgemm or runs a parallel loop whose parts call single-threaded sgemm
+ * (sf_blas_serial_begin), so the cores are never oversubscribed. */
 
 /* OpenBLAS's idle pool threads spin on sched_yield for 2^OPENBLAS_THREAD_TIMEOUT cycles
  * after every call before they sleep. A training step makes hundreds of small sgemm calls,
