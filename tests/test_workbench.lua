@@ -156,7 +156,11 @@ function TestAuto:test_snr_moments_equal_per_example_loop()
     local n = 0
     for name, v in pairs(loop) do
       n = n + 1
-      lu.assertAlmostEquals(fast[name], v, 1e-4 * math.abs(v) + 1e-6, spec[1] .. " " .. name)
+      -- SNR = mean^2 / var over examples: the float32 per-example gradients (relative
+      -- rounding ~6e-8 each) leave about 1e-7 x SNR of relative error in the variance
+      -- (var = E[g^2] - E[g]^2 cancels), so the tolerance grows with the SNR (head.fc.bias
+      -- has ~2300 here; -O0 builds, without FMA contraction, differ by 5e-4 of it)
+      lu.assertAlmostEquals(fast[name], v, (1e-4 + 5e-7 * math.abs(v)) * math.abs(v) + 1e-6, spec[1] .. " " .. name)
     end
     lu.assertEquals(n, #m:parameters())
   end
