@@ -236,7 +236,6 @@ static void col2im(float *img, const float *col, int64_t ld, const sf_conv2d_sha
 #endif
 typedef float dvec __attribute__((vector_size(DVW * sizeof(float))));
 typedef float dvec_u __attribute__((vector_size(DVW * sizeof(float)), aligned(4), may_alias));
-#define DTILE (DV * DVW) /* output positions per tile */
 /* GCC contracts a*b+c into an FMA only with -ffp-contract=fast, which ISO C mode turns
  * off; the direct kernels ask for it (their sums are in a fixed order either way) */
 #if defined(__clang__)
@@ -308,6 +307,12 @@ static const direct_kind direct_kinds[] = {
     {1, DKB, direct_tile_kbv1, direct_tile_k1v1},
 };
 
+/* J wide positions rounded up to whole tiles of the kind */
+static int64_t tile_pad(int64_t J, int kind) {
+  const int64_t tile = direct_kinds[kind].nv * DVW;
+  return (J + tile - 1) / tile * tile;
+}
+
 /* the kind with the least cost for J wide positions: padded positions over the kind's
  * speed (measured with bench_kernels: the narrower tiles run at about 93% of the
  * 3-vector tile's rate per position, so they win only where they pad much less, e.g. 8x8
@@ -318,7 +323,7 @@ static int direct_pick_kind(int64_t J, int64_t Co) {
   int best = 0;
   int64_t best_cost = -1;
   for (int i = 0; i < 3; i++) {
-    const int64_t tile = direct_kinds[i].nv * DVW, cost = (J + tile - 1) / tile * tile * 100 / speed[i];
+    const int64_t cost = tile_pad(J, i) * 100 / speed[i];
     if (best_cost < 0 || cost < best_cost) best = i, best_cost = cost;
   }
   if (best == 2 && Co % (2 * DKB) != 0) best = 3;
@@ -375,8 +380,7 @@ static void direct_geom_init(direct_geom *g, int64_t Ci, int64_t Hi, int64_t Wi,
 #if SF_DIRECT
   g->J = g->OH * g->Wq;
   g->kind = direct_pick_kind(g->J, Co);
-  const int64_t tile = direct_kinds[g->kind].nv * DVW;
-  g->Jpad = (g->J + tile - 1) / tile * tile;
+  g->Jpad = tile_pad(g->J, g->kind);
   g->Jw = (g->J + DVW - 1) / DVW * DVW;
   /* the last tile of the last channel reads up to (Jpad - 1) + maxoff past its start */
   g->in_floats = (Ci - 1) * g->cs + maxoff + g->Jpad;
@@ -414,23 +418,26 @@ static void direct_bwd_geom(direct_geom *g, const sf_conv2d_shape *s) {
 }
 
 
+/* p [Hp,Wp] = src [Hi,Wi] placed at row top, column left, zeros around it */
+static void pad_plane(float *p, const float *src, int64_t Hi, int64_t Wi, int64_t top, int64_t left, int64_t Hp,
+                      int64_t Wp) {
+  row_zero(p, top * Wp);
+  for (int64_t h = 0; h < Hi; h++) {
+    float *row = p + (top + h) * Wp;
+    row_zero(row, left);
+    row_copy(row + left, src + h * Wi, Wi);
+    row_zero(row + left + Wi, Wp - left - Wi);
+  }
+  row_zero(p + (top + Hi) * Wp, (Hp - top - Hi) * Wp);
+}
+
 /* pad[c] [Hp,Wp] = img[c] [Hi,Wi] surrounded by zeros (split into phase planes when the
  * stride is above 1); the slack after the last channel is zeroed too, so the discarded
  * positions read finite values */
 static void direct_pad(float *pad, const float *img, const direct_geom *g) {
   if (g->st == 1) {
-    for (int64_t c = 0; c < g->Ci; c++) {
-      float *p = pad + c * g->cs;
-      const float *src = img + c * g->Hi * g->Wi;
-      row_zero(p, g->ph * g->Wp);
-      for (int64_t h = 0; h < g->Hi; h++) {
-        float *row = p + (g->ph + h) * g->Wp;
-        row_zero(row, g->pw);
-        row_copy(row + g->pw, src + h * g->Wi, g->Wi);
-        row_zero(row + g->pw + g->Wi, g->pw);
-      }
-      row_zero(p + (g->ph + g->Hi) * g->Wp, g->ph * g->Wp);
-    }
+    for (int64_t c = 0; c < g->Ci; c++)
+      pad_plane(pad + c * g->cs, img + c * g->Hi * g->Wi, g->Hi, g->Wi, g->ph, g->pw, g->Hp, g->Wp);
   } else if (g->st == 2) {
     /* Stride 2: each image row is one row of phases (a, 0) and (a, 1), a = its padded
      * row's parity; its even columns go to one of them and its odd columns to the
@@ -593,8 +600,7 @@ static void phase_bwd_geom_init(phase_bwd_geom *g, const sf_conv2d_shape *s) {
 #if SF_DIRECT
     const int64_t J = g->ni[a] * wd;
     g->kind[p] = direct_pick_kind(J, g->C);
-    const int64_t tile = direct_kinds[g->kind[p]].nv * DVW;
-    g->Jpad[p] = (J + tile - 1) / tile * tile;
+    g->Jpad[p] = tile_pad(J, g->kind[p]);
     if (g->Jpad[p] > jmax) jmax = g->Jpad[p];
 #endif
   }
@@ -634,19 +640,9 @@ static void phase_bwd_pack(float *wp, const float *weight, const phase_bwd_geom 
 static void phase_bwd_image(float *dx, const float *dy, const float *wp, const phase_bwd_geom *g, float *pad,
                             float *wide) {
 #if SF_DIRECT
-  const int64_t Wd = g->Wd, top = g->Um - 1, left = g->Vm - 1;
-  for (int64_t k = 0; k < g->K; k++) {
-    float *p = pad + k * g->plane;
-    const float *src = dy + k * g->OH * g->OW;
-    row_zero(p, top * Wd);
-    for (int64_t h = 0; h < g->OH; h++) {
-      float *row = p + (top + h) * Wd;
-      row_zero(row, left);
-      row_copy(row + left, src + h * g->OW, g->OW);
-      row_zero(row + left + g->OW, Wd - left - g->OW);
-    }
-    row_zero(p + (top + g->OH) * Wd, (g->Hd - top - g->OH) * Wd);
-  }
+  const int64_t Wd = g->Wd;
+  for (int64_t k = 0; k < g->K; k++)
+    pad_plane(pad + k * g->plane, dy + k * g->OH * g->OW, g->OH, g->OW, g->Um - 1, g->Vm - 1, g->Hd, Wd);
   row_zero(pad + g->K * g->plane, g->in_floats - g->K * g->plane);
   for (int p = 0; p < 4; p++)
     if (g->ni[p >> 1] > 0 && g->nj[p & 1] > 0)
@@ -845,7 +841,7 @@ static int is_strided_pointwise(const sf_conv2d_shape *s) {
 
 static int64_t spw_jpad(const sf_conv2d_shape *s) {
 #if SF_DIRECT
-  return (s->OH * s->OW + DTILE - 1) / DTILE * DTILE;
+  return tile_pad(s->OH * s->OW, 0); /* spw_tiles runs the widest tiles */
 #else
   (void)s;
   return 0;
@@ -1252,10 +1248,7 @@ void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weigh
     SF_ASSERT(wp);
     phase_bwd_pack(wp, weight, &g);
     phase_bwd_ctx d = {dinp, dout, wp, &g};
-    if (parts == 1)
-      phase_bwd_part(&d, 0, N, 0);
-    else
-      sf_parallel_for(parts, N, phase_bwd_part, &d);
+    sf_parallel_for(parts, N, phase_bwd_part, &d); /* one part runs on this thread */
     return;
   }
   conv_ctx c = {.out = dinp, .dout = dout, .weight = weight, .s = s};
