@@ -223,14 +223,7 @@ static int gemm_batched(const char *fn, float *c, const sf_tensor *a, mat_view v
      * split. */
     const double per = 2.0 * (double)m * (double)n * (double)k;
     const int64_t grain = per >= 500000.0 ? 1 : (int64_t)(500000.0 / per) + 1;
-    const int parts = batch > 1 ? sf_parallel_parts(batch, grain) : 1;
-    if (parts > 1) {
-      sf_blas_serial_begin();
-      sf_parallel_for(parts, batch, gemm_part, &g);
-      sf_blas_serial_end();
-    } else {
-      gemm_part(&g, 0, batch, 0);
-    }
+    sf_parallel_for_blas(sf_parallel_parts(batch, grain), batch, gemm_part, &g);
   }
 done:
   sf_tensor_release(&ca);

@@ -165,3 +165,13 @@ void sf_blas_serial_end(void) {
   if (--blas_depth == 0 && blas_saved != 1) openblas_set_num_threads(blas_saved);
   pthread_mutex_unlock(&blas_lock);
 }
+
+void sf_parallel_for_blas(int parts, int64_t n, sf_parallel_fn fn, void *ctx) {
+  if (parts <= 1) {
+    fn(ctx, 0, n, 0);
+    return;
+  }
+  sf_blas_serial_begin();
+  sf_parallel_for(parts, n, fn, ctx);
+  sf_blas_serial_end();
+}

@@ -36,5 +36,8 @@ int sf_parallel_active(void);
  * (each part's sgemm on its own thread), restored by the end call. Nests. */
 void sf_blas_serial_begin(void);
 void sf_blas_serial_end(void);
+/* sf_parallel_for for parts that call sgemm: with several parts, inside the two calls
+ * above; one part runs on the calling thread with OpenBLAS free to use its own threads. */
+void sf_parallel_for_blas(int parts, int64_t n, sf_parallel_fn fn, void *ctx);
 
 #endif

@@ -938,16 +938,6 @@ static void spw_bwd_weight_part(void *ctx, int64_t lo, int64_t hi, int part) {
   d->partial[part] = dw;
 }
 
-static void spw_run(void (*fn)(void *, int64_t, int64_t, int), spw_ctx *d, int64_t N, int parts) {
-  if (parts == 1) {
-    fn(d, 0, N, 0);
-    return;
-  }
-  sf_blas_serial_begin();
-  sf_parallel_for(parts, N, fn, d);
-  sf_blas_serial_end();
-}
-
 /* ---- parallel structure ----
  * With several threads the images of a batch are split into sf_threads() contiguous
  * ranges, one per thread, and each thread runs the whole im2col -> sgemm -> copy-out
@@ -1181,7 +1171,7 @@ void sf_conv2d_forward_ex(float *out, const float *inp, const float *weight, con
     for (int64_t k = 0; k < K; k++)
       for (int64_t c = 0; c < C; c++) wp[c * K + k] = weight[k * C + c];
     spw_ctx d = {.out = out, .inp = inp, .wp = wp, .bias = bias, .s = s, .ep = ep};
-    spw_run(spw_fwd_part, &d, N, parts);
+    sf_parallel_for_blas(parts, N, spw_fwd_part, &d);
     return;
   }
   if (direct_fwd_ok(s)) {
@@ -1197,13 +1187,7 @@ void sf_conv2d_forward_ex(float *out, const float *inp, const float *weight, con
     return;
   }
   conv_ctx c = {.out = out, .inp = inp, .weight = weight, .bias = bias, .s = s, .ep = ep};
-  if (parts == 1) {
-    fwd_range(&c, 0, N);
-    return;
-  }
-  sf_blas_serial_begin();
-  sf_parallel_for(parts, N, fwd_part, &c);
-  sf_blas_serial_end();
+  sf_parallel_for_blas(parts, N, fwd_part, &c);
 }
 
 void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weight, const sf_conv2d_shape *s) {
@@ -1222,7 +1206,7 @@ void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weigh
   const int parts = conv_parts(s);
   if (is_strided_pointwise(s)) {
     spw_ctx d = {.out = dinp, .dout = dout, .wp = weight, .s = s};
-    spw_run(spw_bwd_input_part, &d, N, parts);
+    sf_parallel_for_blas(parts, N, spw_bwd_input_part, &d);
     return;
   }
   if (direct_ok(s)) {
@@ -1252,13 +1236,7 @@ void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weigh
     return;
   }
   conv_ctx c = {.out = dinp, .dout = dout, .weight = weight, .s = s};
-  if (parts == 1) {
-    bwd_input_range(&c, 0, N);
-    return;
-  }
-  sf_blas_serial_begin();
-  sf_parallel_for(parts, N, bwd_input_part, &c);
-  sf_blas_serial_end();
+  sf_parallel_for_blas(parts, N, bwd_input_part, &c);
 }
 
 /* dbias[k] += scale * sum over images and positions of dout[n,k,:]; per-plane float sums
@@ -1329,7 +1307,7 @@ void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, 
   const int parts = conv_parts(s);
   if (is_strided_pointwise(s)) {
     spw_ctx d = {.inp = inp, .dout = dout, .s = s};
-    spw_run(spw_bwd_weight_part, &d, N, parts);
+    sf_parallel_for_blas(parts, N, spw_bwd_weight_part, &d);
     add_partials(dweight, d.partial, parts, K * C, scale);
     return;
   }
@@ -1351,9 +1329,7 @@ void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, 
       for (int64_t j = 0; j < CRS; j++) dweight[k * CRS + j] += scale * dwt[j * K + k];
     return;
   }
-  sf_blas_serial_begin();
-  sf_parallel_for(parts, N, bwd_weight_part, &c);
-  sf_blas_serial_end();
+  sf_parallel_for_blas(parts, N, bwd_weight_part, &c);
   /* partial sums added in part order, then scaled: fixed for a given thread count */
   for (int64_t k = 0; k < K; k++)
     for (int64_t j = 0; j < CRS; j++) {

@@ -9,6 +9,8 @@
 /* Sizes reach sgemm as blasint; the bindings check this bound before calling. */
 #define BI(x) ((blasint)(x))
 
+/* one product over rows: out = inp @ weight^T (+ bias) for the forward; for the input
+ * gradient out is dinp and inp is dout */
 typedef struct {
   float *out;
   const float *inp, *weight, *bias;
@@ -51,16 +53,6 @@ static int row_parts(int64_t N, int64_t C, int64_t K) {
   return sf_parallel_parts(N, grain);
 }
 
-static void run_rows(sf_parallel_fn fn, linear_ctx *l, int64_t N, int parts) {
-  if (parts == 1) {
-    fn(l, 0, N, 0);
-    return;
-  }
-  sf_blas_serial_begin();
-  sf_parallel_for(parts, N, fn, l);
-  sf_blas_serial_end();
-}
-
 void sf_linear_forward(float *out, const float *inp, const float *weight, const float *bias, int64_t N, int64_t C,
                        int64_t K) {
   sf_nn_count(SF_K_LINEAR_FWD);
@@ -74,7 +66,7 @@ void sf_linear_forward(float *out, const float *inp, const float *weight, const 
     return;
   }
   linear_ctx l = {out, inp, weight, bias, C, K};
-  run_rows(fwd_rows, &l, N, row_parts(N, C, K));
+  sf_parallel_for_blas(row_parts(N, C, K), N, fwd_rows, &l);
 }
 
 void sf_linear_backward_input(float *dinp, const float *dout, const float *weight, int64_t N, int64_t C, int64_t K) {
@@ -87,7 +79,7 @@ void sf_linear_backward_input(float *dinp, const float *dout, const float *weigh
   }
   sf_threads_ensure();
   linear_ctx l = {dinp, dout, weight, NULL, C, K};
-  run_rows(bwd_input_rows, &l, N, row_parts(N, K, C));
+  sf_parallel_for_blas(row_parts(N, K, C), N, bwd_input_rows, &l);
 }
 
 void sf_linear_backward_weight(float *dweight, float *dbias, const float *dout, const float *inp, int64_t N,
