@@ -5,6 +5,7 @@
 local lu = require "luaunit"
 local sf = require "surgft"
 local K = sf.kernels
+local testutil = require "testutil"
 
 -- ---- helpers ----
 
@@ -305,6 +306,73 @@ function TestConv2d:test_forward_epilogue()
     false, "r")
   lu.assertErrorMsgContains("conv2d_forward: argument #6 shares storage with argument #8", K.conv2d_forward, x2, w2,
     nil, 1, 1, r2, false, r2)
+end
+
+-- The forward's BatchNorm row statistics (stats = true): per image and channel the mean
+-- and M2 = sum (v - mean)^2 of the output as written, on every path, chunked and at 2
+-- threads; a training-mode BatchNorm given them computes what it computes without them,
+-- bit for bit (both merge the same float row statistics in the same order)
+function TestConv2d:test_forward_stats()
+  local rng = sf.rng(19)
+  local function check(x, w, b, stride, pad, tag)
+    local plain = K.conv2d_forward(x, w, b, stride, pad)
+    local out, st = K.conv2d_forward(x, w, b, stride, pad, nil, nil, nil, true)
+    lu.assertEquals(flat(out), flat(plain), tag .. ": the output is unchanged")
+    local N, Kc = out:size(1), out:size(2)
+    lu.assertEquals(st:size(), {N, Kc, 2}, tag)
+    local v, P = flat(out), out:size(3) * out:size(4)
+    local want = {}
+    for n = 0, N - 1 do
+      for k = 0, Kc - 1 do
+        local s = 0
+        for p = 1, P do s = s + v[(n * Kc + k) * P + p] end
+        local m = s / P
+        local q = 0
+        for p = 1, P do q = q + (v[(n * Kc + k) * P + p] - m) ^ 2 end
+        want[#want + 1], want[#want + 2] = m, q
+      end
+    end
+    assert_near(st, want, 1e-5, tag .. ": stats")
+    for _, relu in ipairs{false, true} do
+      local a = {K.batchnorm_forward_train(out, nil, nil, nil, nil, 0.1, 1e-5, nil, relu)}
+      local bb = {K.batchnorm_forward_train(out, nil, nil, nil, nil, 0.1, 1e-5, nil, relu, st)}
+      for i = 1, 3 do lu.assertTrue(a[i]:equal(bb[i]), tag .. ": batchnorm result " .. i .. " with the stats") end
+    end
+    -- a given stats tensor is filled and returned
+    local given = sf.zeros{N, Kc, 2}
+    local _, st2 = K.conv2d_forward(x, w, b, stride, pad, nil, nil, nil, given)
+    lu.assertTrue(rawequal(st2, given), tag .. ": the given stats tensor is returned")
+    lu.assertTrue(st2:equal(st), tag .. ": given stats")
+  end
+  for ci, c in ipairs(CASES) do
+    local x, w = randn(c.x, rng), randn(c.w, rng)
+    check(x, w, c.bias and randn({c.w[1]}, rng) or nil, c.stride, c.pad, "case " .. ci)
+  end
+  -- offsets far from 0 (the M2 is around each row's mean), chunks of the im2col path
+  check(randn({9, 3, 9, 9}, rng) + 40, randn({4, 3, 5, 5}, rng), sf.ones(4) * 100, 2, 2, "im2col chunks")
+  testutil.assert_same_bits_across_threads(function(r)
+    local res = {}
+    for _, c in ipairs{{{6, 8, 12, 12}, {8, 8, 3, 3}, 1, 1}, {{6, 8, 12, 12}, {16, 8, 3, 3}, 2, 1},
+                       {{6, 8, 12, 12}, {16, 8, 1, 1}, 2, 0}, {{6, 3, 9, 9}, {4, 3, 5, 5}, 2, 2}} do
+      local _, st = K.conv2d_forward(randn(c[1], r), randn(c[2], r), nil, c[3], c[4], nil, nil, nil, true)
+      res[#res + 1] = {"stats " .. #res + 1, st}
+    end
+    return res
+  end, 23)
+  -- bad stats
+  local x, w = randn({2, 3, 6, 6}, rng), randn({4, 3, 3, 3}, rng)
+  lu.assertErrorMsgContains("conv2d_forward: argument #9 (stats) has shape [2,4,3], expected [2,4,2]",
+    K.conv2d_forward, x, w, nil, 1, 1, nil, nil, nil, sf.zeros{2, 4, 3})
+  lu.assertErrorMsgContains("conv2d_forward: argument #9 (stats) is", K.conv2d_forward, x, w, nil, 1, 1, nil, nil,
+    nil, "yes")
+  local buf = sf.zeros(72)
+  lu.assertErrorMsgContains("conv2d_forward: argument #9 shares storage with argument #1", K.conv2d_forward,
+    buf:view(2, 4, 3, 3), sf.zeros{4, 4, 3, 3}, nil, 1, 1, nil, nil, nil, buf:narrow(1, 1, 16):view(2, 4, 2))
+  local out, st = K.conv2d_forward(x, w, nil, 1, 1, nil, nil, nil, true)
+  lu.assertErrorMsgContains("batchnorm_forward_train: argument #10 (stats) has shape [2,4], expected [2,4,2]",
+    K.batchnorm_forward_train, out, nil, nil, nil, nil, 0.1, 1e-5, nil, false, sf.zeros{2, 4})
+  lu.assertErrorMsgContains("batchnorm_forward_train: argument #10 (stats) has shape [2,4,2], expected [4,2,2] ([N, C, 2] of input [4,2,6,6])",
+    K.batchnorm_forward_train, out:reshape(4, 2, 6, 6), nil, nil, nil, nil, 0.1, 1e-5, nil, false, st)
 end
 
 function TestConv2d:test_backward_against_naive()

@@ -434,6 +434,41 @@ for _, kind in ipairs{"BasicBlock", "PreActBlock", "Sequential"} do
   end
 end
 
+-- A Conv2d followed by a BatchNorm on batch statistics hands it its output's row
+-- statistics (Conv2d:forward(x, true)): every such BatchNorm of the blocks and of a
+-- Sequential gets them (the outputs are compared bit for bit with fusion off above), none
+-- without fusion or in eval mode
+function TestGradBlocks:test_conv_bn_stats_handoff()
+  local K = sf.kernels
+  local real = K.batchnorm_forward_train
+  local given, calls = 0, 0
+  K.batchnorm_forward_train = function(...)
+    calls = calls + 1
+    if select(10, ...) ~= nil then given = given + 1 end
+    return real(...)
+  end
+  local ok, err = pcall(function()
+    local r = sf.rng(93)
+    for kind, want in pairs{Sequential = 2, BasicBlock = 3, PreActBlock = 1} do
+      local m = kind == "Sequential" and fusion_seq(r) or nn[kind](3, 6, 2, {rng = r})
+      local x = sf.randn({4, 3, 8, 8}, r)
+      for _, mode in ipairs{"train", "batch", "tent"} do
+        m:apply(function(b) if b.eval_affine then b:set_mode(mode) end end)
+        m:training()
+        given, calls = 0, 0
+        m:forward(x)
+        lu.assertEquals(given, want, kind .. " " .. mode .. ": BatchNorms given the convolution's statistics")
+        given, calls = 0, 0
+        m:clone():set_fusion(false):forward(x)
+        lu.assertEquals(given, 0, kind .. " " .. mode .. ": none without fusion")
+        lu.assertTrue(calls > 0)
+      end
+    end
+  end)
+  K.batchnorm_forward_train = real
+  if not ok then error(err, 0) end
+end
+
 -- Inference folding: a frozen model in eval mode runs each Conv2d with its BatchNorm
 -- folded in; the outputs match the unfolded model, the folded layers keep no output, and
 -- a backward (input gradient, or a trainable head) recomputes what it needs

@@ -309,9 +309,11 @@ static int l_conv2d_path(lua_State *L) {
 }
 
 /* K.conv2d_forward(input[N,C,H,W], weight[K,C,R,S], bias[K]|nil, stride = 1, pad = 0,
- * out[N,K,OH,OW]|nil, relu = false, residual[N,K,OH,OW]|nil) -> out: with residual, out =
- * conv + bias + residual; with relu, max(that, 0); both applied as the result is written
- * (no extra pass) */
+ * out[N,K,OH,OW]|nil, relu = false, residual[N,K,OH,OW]|nil, stats = nil) -> out[, stats]:
+ * with residual, out = conv + bias + residual; with relu, max(that, 0); both applied as
+ * the result is written (no extra pass). stats = true (a new tensor) or a [N,K,2] tensor:
+ * also each image's BatchNorm row statistics of out (sf_conv2d_forward_stats), returned
+ * second, for K.batchnorm_forward_train's stats argument. */
 static int l_conv2d_forward(lua_State *L) {
   const char *fn = "conv2d_forward";
   char b1[SF_SHAPE_BUF], b2[SF_SHAPE_BUF];
@@ -343,13 +345,20 @@ static int l_conv2d_forward(lua_State *L) {
   no_alias(L, out, 6, w, 2, fn);
   no_alias(L, out, 6, bias, 3, fn);
   no_alias(L, out, 6, res, 8, fn);
+  const int64_t ssize[3] = {s.N, s.K, 2};
+  const int want_stats = lua_isboolean(L, 9) ? lua_toboolean(L, 9) : !lua_isnoneornil(L, 9);
+  sf_tensor *st = want_stats && !lua_isboolean(L, 9) ? opt_result(L, 9, fn, "stats", 3, ssize) : NULL;
+  no_alias(L, st, 9, out, 6, fn);
+  no_alias(L, st, 9, inp, 1, fn);
+  no_alias(L, st, 9, res, 8, fn);
   const sf_tensor *ci = dense(L, inp), *cw = dense(L, w), *cb = bias ? dense(L, bias) : NULL;
   const sf_tensor *cr = res ? dense(L, res) : NULL;
   out = result(L, 6, out, 4, osize);
+  if (want_stats) st = result(L, 9, st, 3, ssize);
   SFL_TRY(L, sf_conv2d_reserve(&s));
-  sf_conv2d_forward_ex(sf_tensor_data(out), sf_tensor_data(ci), sf_tensor_data(cw), cb ? sf_tensor_data(cb) : NULL,
-                       cr ? sf_tensor_data(cr) : NULL, relu, &s);
-  return 1;
+  sf_conv2d_forward_stats(sf_tensor_data(out), st ? sf_tensor_data(st) : NULL, sf_tensor_data(ci),
+                          sf_tensor_data(cw), cb ? sf_tensor_data(cb) : NULL, cr ? sf_tensor_data(cr) : NULL, relu, &s);
+  return want_stats ? 2 : 1;
 }
 
 /* K.conv2d_backward_input(dout[N,K,OH,OW], weight[K,C,R,S], input_shape_or_tensor,

@@ -105,7 +105,13 @@ static inline void row_add(float *restrict d, const float *restrict s, int64_t n
 typedef struct {
   const float *residual; /* [N, K, OH, OW] or NULL */
   int relu;
+  float *stats;          /* [N, K, 2]: each image's BatchNorm row statistics, or NULL */
 } conv_epilogue;
+
+/* after image n's output o [K, P] is written (and still in cache): its statistics */
+static void image_stats(const conv_epilogue *ep, int64_t n, const float *o, int64_t K, int64_t P) {
+  if (ep->stats) sf_batchnorm_image_stats(ep->stats + n * K * 2, o, K, P);
+}
 
 static inline void row_epilogue(float *restrict d, const float *restrict s, int64_t n, float bias,
                                 const float *restrict res, int relu) {
@@ -527,9 +533,12 @@ static void direct_part(void *ctx, int64_t lo, int64_t hi, int part) {
   const direct_geom *g = d->g;
   float *pad = sf_scratch((size_t)g->in_floats), *wide = sf_scratch2((size_t)(g->Co * g->Jpad));
   SF_ASSERT(pad && wide); /* reserved by the caller through sf_conv2d_reserve */
-  for (int64_t n = lo; n < hi; n++)
-    direct_image(d->out + n * g->Co * g->OH * g->OW, d->inp + n * g->Ci * g->Hi * g->Wi, d->wp, d->bias, g, pad,
-                 wide, d->ep.residual ? d->ep.residual + n * g->Co * g->OH * g->OW : NULL, d->ep.relu);
+  for (int64_t n = lo; n < hi; n++) {
+    float *o = d->out + n * g->Co * g->OH * g->OW;
+    direct_image(o, d->inp + n * g->Ci * g->Hi * g->Wi, d->wp, d->bias, g, pad, wide,
+                 d->ep.residual ? d->ep.residual + n * g->Co * g->OH * g->OW : NULL, d->ep.relu);
+    image_stats(&d->ep, n, o, g->Co, g->OH * g->OW);
+  }
 }
 
 /* Runs the direct path over N images with packed weights wp (the caller's scratch3). */
@@ -894,6 +903,7 @@ static void spw_fwd_part(void *ctx, int64_t lo, int64_t hi, int part) {
     const float *res = d->ep.residual ? d->ep.residual + n * K * P : NULL;
     for (int64_t k = 0; k < K; k++)
       row_epilogue(o + k * P, wide + k * Jpad, P, d->bias ? d->bias[k] : 0.0f, res ? res + k * P : NULL, d->ep.relu);
+    image_stats(&d->ep, n, o, K, P);
   }
 }
 
@@ -1062,11 +1072,13 @@ static void fwd_range(const conv_ctx *c, int64_t n0, int64_t n1) {
                   BI(ld), beta, o, BI(P));
       if (c->ep.residual || c->ep.relu) /* in place, while the image is in cache */
         row_epilogue_inplace(o, K * P, c->ep.residual ? c->ep.residual + i0 * K * P : NULL, c->ep.relu);
+      image_stats(&c->ep, i0, o, K, P);
       continue;
     }
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(K), BI(ld), BI(CRS), 1.0f, c->weight, BI(CRS), col,
                 BI(ld), 0.0f, tmp, BI(ld));
     scatter_out(o, tmp, c->bias, nb, K, P, c->ep.residual ? c->ep.residual + i0 * K * P : NULL, c->ep.relu);
+    for (int64_t b = 0; b < nb; b++) image_stats(&c->ep, i0 + b, o + b * K * P, K, P);
   }
 }
 
@@ -1138,13 +1150,18 @@ static void bwd_weight_part(void *ctx, int64_t lo, int64_t hi, int part) {
 }
 
 void sf_conv2d_forward(float *out, const float *inp, const float *weight, const float *bias, const sf_conv2d_shape *s) {
-  sf_conv2d_forward_ex(out, inp, weight, bias, NULL, 0, s);
+  sf_conv2d_forward_stats(out, NULL, inp, weight, bias, NULL, 0, s);
 }
 
 void sf_conv2d_forward_ex(float *out, const float *inp, const float *weight, const float *bias,
                           const float *residual, int relu, const sf_conv2d_shape *s) {
+  sf_conv2d_forward_stats(out, NULL, inp, weight, bias, residual, relu, s);
+}
+
+void sf_conv2d_forward_stats(float *out, float *stats, const float *inp, const float *weight, const float *bias,
+                             const float *residual, int relu, const sf_conv2d_shape *s) {
   sf_nn_count(SF_K_CONV_FWD);
-  const conv_epilogue ep = {residual, relu};
+  const conv_epilogue ep = {residual, relu, stats};
   const int64_t N = s->N, C = s->C, K = s->K, P = s->OH * s->OW, HW = s->H * s->W;
   if (N == 0) return;
   sf_threads_ensure();
@@ -1161,6 +1178,7 @@ void sf_conv2d_forward_ex(float *out, const float *inp, const float *weight, con
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, BI(K), BI(P), BI(C), 1.0f, weight, BI(C), inp + n * C * HW,
                   BI(P), beta, o, BI(P));
       if (residual || relu) row_epilogue_inplace(o, K * P, residual ? residual + n * K * P : NULL, relu);
+      image_stats(&ep, n, o, K, P);
     }
     return;
   }
@@ -1222,7 +1240,7 @@ void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weigh
             wp[((k * R + r) * S + q) * C + c] = weight[((k * C + c) * R + (R - 1 - r)) * S + (S - 1 - q)];
     direct_geom g;
     direct_bwd_geom(&g, s);
-    direct_run(dinp, dout, wp, NULL, &g, N, parts, (conv_epilogue){NULL, 0});
+    direct_run(dinp, dout, wp, NULL, &g, N, parts, (conv_epilogue){NULL, 0, NULL});
     return;
   }
   if (phase_bwd_ok(s)) {

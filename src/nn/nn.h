@@ -92,6 +92,12 @@ void sf_conv2d_forward(float *out, const float *inp, const float *weight, const 
  * not overlap out. */
 void sf_conv2d_forward_ex(float *out, const float *inp, const float *weight, const float *bias,
                           const float *residual, int relu, const sf_conv2d_shape *s);
+/* The same, and when stats is not NULL, stats[N,K,2] = sf_batchnorm_image_stats of each
+ * image's output, computed while that image's output is still in cache: the batch
+ * statistics a training-mode BatchNorm after the convolution needs, without its pass
+ * over the output (sf_batchnorm_forward_train's stats argument). */
+void sf_conv2d_forward_stats(float *out, float *stats, const float *inp, const float *weight, const float *bias,
+                             const float *residual, int relu, const sf_conv2d_shape *s);
 /* dinp[N,C,H,W] (OVERWRITTEN) from dout[N,K,OH,OW] */
 void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weight, const sf_conv2d_shape *s);
 /* dweight[K,C,R,S] += scale * gradient; dbias[K] += scale * sum of dout over N, OH, OW */
@@ -169,10 +175,16 @@ double sf_snr_code(const float *g, int64_t rows, int64_t cols, double eps);
  * statistics per channel over the N*HW values (requires N*HW >= 1; the binding asks > 1).
  * Training form: out[N,C,HW]; save_mean[C], save_invstd[C] = 1/sqrt(biased var + eps)
  * (either may be NULL); when running_mean/running_var[C] are non-NULL they are updated
- * as PyTorch: r = (1 - momentum) r + momentum * batch, with the UNBIASED variance. */
+ * as PyTorch: r = (1 - momentum) r + momentum * batch, with the UNBIASED variance.
+ * The statistics are merged from each (image, channel) row's mean and M2 in image order;
+ * stats [N,C,2] gives those rows' (mean, M2) as sf_batchnorm_image_stats computed them
+ * (a convolution does, as it writes inp), or NULL to compute them here: same bits. */
 void sf_batchnorm_forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
                                 float *running_var, const float *inp, const float *gamma, const float *beta,
-                                int64_t N, int64_t C, int64_t HW, float momentum, float eps);
+                                const float *stats, int64_t N, int64_t C, int64_t HW, float momentum, float eps);
+/* stats[C,2] of one image x[C,HW]: per channel (mean, M2 = sum (x - mean)^2 around that
+ * float mean), what the training forward merges into the batch statistics */
+void sf_batchnorm_image_stats(float *stats, const float *x, int64_t C, int64_t HW);
 /* Given statistics mean[C], var[C] (the running ones): out = (inp - mean) / sqrt(var + eps)
  * * gamma + beta; save_invstd[C] (may be NULL) receives 1/sqrt(var + eps) for backward. */
 void sf_batchnorm_forward_eval(float *out, float *save_invstd, const float *inp, const float *gamma,
@@ -190,7 +202,7 @@ void sf_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float
  * Saves the ReLU's read-write pass and its tensor in both directions. Otherwise as above. */
 void sf_batchnorm_relu_forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
                                      float *running_var, const float *inp, const float *gamma, const float *beta,
-                                     int64_t N, int64_t C, int64_t HW, float momentum, float eps);
+                                     const float *stats, int64_t N, int64_t C, int64_t HW, float momentum, float eps);
 void sf_batchnorm_relu_forward_eval(float *out, float *save_invstd, const float *inp, const float *gamma,
                                     const float *beta, const float *mean, const float *var, int64_t N, int64_t C,
                                     int64_t HW, float eps);

@@ -126,7 +126,42 @@ typedef struct {
   float momentum, eps, scale;
   int batch_stats;
   int relu; /* forward: apply the ReLU in the same pass */
+  const float *stats; /* forward: per-(image, channel) (mean, M2) [N, C, 2], or NULL */
 } bn_ctx;
+
+/* One row's statistics: its mean (float) and M2 = sum (x - mean)^2 around that float
+ * mean. The second pass reads the row again while it is in L1 (a row is one image's
+ * plane of one channel), so the batch statistics cost one pass over memory, not two,
+ * and a convolution can compute them as it writes its output (sf_batchnorm_image_stats):
+ * both give the same bits. */
+static void row_stats(float *st, const float *x, int64_t n) {
+  const float m = n > 0 ? (float)(row_sum(x, n) / (double)n) : 0.0f;
+  st[0] = m;
+  st[1] = (float)row_sumsq_centered(x, n, m);
+}
+
+void sf_batchnorm_image_stats(float *stats, const float *x, int64_t C, int64_t HW) {
+  for (int64_t c = 0; c < C; c++) row_stats(stats + 2 * c, x + c * HW, HW);
+}
+
+/* A channel's batch mean and M2, merged row by row in image order from the rows' (mean,
+ * M2) (Chan et al.'s pairwise update, in double): the same bits whether the rows'
+ * statistics come from the convolution or from here. */
+static void channel_stats(const bn_ctx *q, int64_t c, double *mean, double *m2) {
+  const int64_t N = q->N, C = q->C, HW = q->HW;
+  double cnt = 0.0, m = 0.0, s2 = 0.0;
+  for (int64_t n = 0; n < N; n++) {
+    float own[2];
+    const float *st = q->stats ? q->stats + (n * C + c) * 2 : own;
+    if (!q->stats) row_stats(own, q->inp + (n * C + c) * HW, HW);
+    const double k = (double)HW, tot = cnt + k, d = (double)st[0] - m;
+    m += d * (k / tot);
+    s2 += (double)st[1] + d * d * (cnt * k / tot);
+    cnt = tot;
+  }
+  *mean = m;
+  *m2 = s2;
+}
 
 static void bn_train_part(void *ctx, int64_t c0, int64_t c1, int part) {
   (void)part;
@@ -134,12 +169,9 @@ static void bn_train_part(void *ctx, int64_t c0, int64_t c1, int part) {
   const int64_t N = q->N, C = q->C, HW = q->HW, M = N * HW; /* values per channel */
   const float *inp = q->inp;
   for (int64_t c = c0; c < c1; c++) {
-    double s = 0.0;
-    for (int64_t n = 0; n < N; n++) s += row_sum(inp + (n * C + c) * HW, HW);
-    const double mean = M > 0 ? s / (double)M : 0.0;
+    double mean, ss;
+    channel_stats(q, c, &mean, &ss);
     const float mf = (float)mean;
-    double ss = 0.0;
-    for (int64_t n = 0; n < N; n++) ss += row_sumsq_centered(inp + (n * C + c) * HW, HW, mf);
     const double var = M > 0 ? ss / (double)M : 0.0;
     const double invstd = 1.0 / sqrt(var + (double)q->eps);
     if (q->save_mean) q->save_mean[c] = mf;
@@ -163,22 +195,23 @@ static void bn_train_part(void *ctx, int64_t c0, int64_t c1, int part) {
 
 void sf_batchnorm_forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
                                 float *running_var, const float *inp, const float *gamma, const float *beta,
-                                int64_t N, int64_t C, int64_t HW, float momentum, float eps) {
+                                const float *stats, int64_t N, int64_t C, int64_t HW, float momentum, float eps) {
   sf_nn_count(SF_K_NORM_FWD);
   bn_ctx q = {.out = out, .save_mean = save_mean, .save_invstd = save_invstd, .running_mean = running_mean,
-              .running_var = running_var, .inp = inp, .gamma = gamma, .beta = beta, .N = N, .C = C, .HW = HW,
-              .momentum = momentum, .eps = eps};
+              .running_var = running_var, .inp = inp, .gamma = gamma, .beta = beta, .stats = stats, .N = N, .C = C,
+              .HW = HW, .momentum = momentum, .eps = eps};
   sf_parallel_for(channel_parts(C, N * HW), C, bn_train_part, &q);
 }
 
 void sf_batchnorm_relu_forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
                                      float *running_var, const float *inp, const float *gamma, const float *beta,
-                                     int64_t N, int64_t C, int64_t HW, float momentum, float eps) {
+                                     const float *stats, int64_t N, int64_t C, int64_t HW, float momentum,
+                                     float eps) {
   sf_nn_count(SF_K_NORM_FWD);
   sf_nn_count(SF_K_ACT_FWD);
   bn_ctx q = {.out = out, .save_mean = save_mean, .save_invstd = save_invstd, .running_mean = running_mean,
-              .running_var = running_var, .inp = inp, .gamma = gamma, .beta = beta, .N = N, .C = C, .HW = HW,
-              .momentum = momentum, .eps = eps, .relu = 1};
+              .running_var = running_var, .inp = inp, .gamma = gamma, .beta = beta, .stats = stats, .N = N, .C = C,
+              .HW = HW, .momentum = momentum, .eps = eps, .relu = 1};
   sf_parallel_for(channel_parts(C, N * HW), C, bn_train_part, &q);
 }
 

@@ -82,7 +82,7 @@ static void run_ln_b(bcase *k) {
   sf_layernorm_backward(k->c, k->d + k->D, k->g + k->D, k->b, k->a, k->d, k->e, k->f, k->M, k->D, 1.0f);
 }
 static void run_bn_f(bcase *k) {
-  sf_batchnorm_forward_train(k->c, k->e, k->f, k->d + 256, k->g + 256, k->a, k->d, k->g, k->cs.N, k->cs.C,
+  sf_batchnorm_forward_train(k->c, k->e, k->f, k->d + 256, k->g + 256, k->a, k->d, k->g, NULL, k->cs.N, k->cs.C,
                              k->cs.H * k->cs.W, 0.1f, 1e-5f);
 }
 static void run_bn_b(bcase *k) {

@@ -12,16 +12,26 @@ return function(nn, sf)
   -- norm can take the ReLU in (BatchNorm) and fusion is not switched off
   -- (Module:set_fusion(false)); the norm's own output is then not kept (nil), the ReLU's is.
   -- Returns the output and whether it was fused (the backward then skips the ReLU's step).
-  local function norm_relu(self, norm, relu, x)
+  -- stats: x's row statistics from the convolution that wrote it (conv_stats), or nil.
+  local function norm_relu(self, norm, relu, x, stats)
     local C = self._children
     if not self._no_fusion and nn.fuses_relu(C[norm], C[relu]) then
-      local h = self:call_child(norm, "forward", x, true)
+      local h = self:call_child(norm, "forward", x, true, stats)
       C[relu].output = h
       return h, true
     end
-    return self:call_child(relu, "forward", self:call_child(norm, "forward", x)), false
+    return self:call_child(relu, "forward", self:call_child(norm, "forward", x, nil, stats)), false
   end
   nn.norm_relu = norm_relu
+
+  -- the child conv's output of x, and its row statistics when the child norm after it
+  -- uses batch statistics (nn.stats_for; nil otherwise, or with fusion off)
+  local function conv_stats(self, conv, norm, x)
+    local C = self._children
+    if not self._no_fusion and nn.stats_for(C[conv], C[norm]) then return self:call_child(conv, "forward", x, true) end
+    return self:call_child(conv, "forward", x), nil
+  end
+  nn.conv_stats = conv_stats
 
   -- Inference-only folding: a frozen block whose BatchNorms are in eval mode, with nothing
   -- trainable before it (Sequential sets _s_nofold on what a backward would pass through),
@@ -77,9 +87,10 @@ return function(nn, sf)
       self.output = h
       return h
     end
-    local h = self:call_child("conv1", "forward", x)
-    h, self._s_fused = norm_relu(self, "bn1", "relu1", h)
-    h = self:call_child("bn2", "forward", self:call_child("conv2", "forward", h))
+    local h, st
+    h, self._s_fused = norm_relu(self, "bn1", "relu1", conv_stats(self, "conv1", "bn1", x))
+    h, st = conv_stats(self, "conv2", "bn2", h)
+    h = self:call_child("bn2", "forward", h, nil, st)
     local s = self._children.shortcut and self:call_child("shortcut", "forward", x) or x
     if self._no_fusion then
       self._s_sum = h + s
@@ -148,7 +159,7 @@ return function(nn, sf)
       C.relu2.output = h
       self._s_folded = true
     else
-      h, self._s_fused2 = norm_relu(self, "bn2", "relu2", self:call_child("conv1", "forward", o))
+      h, self._s_fused2 = norm_relu(self, "bn2", "relu2", conv_stats(self, "conv1", "bn2", o))
     end
     h = self:call_child("conv2", "forward", h)
     local s = self._children.shortcut and self:call_child("shortcut", "forward", o) or x

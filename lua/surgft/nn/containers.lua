@@ -23,6 +23,8 @@ return function(nn, sf)
 
   -- A BatchNorm directly followed by a ReLU runs as one pass (see Module:set_fusion): the
   -- ReLU gets the output, the BatchNorm keeps none, and the backward skips the ReLU's step.
+  -- A Conv2d directly followed by a BatchNorm on batch statistics computes them as it
+  -- writes its output (nn.stats_for), and the BatchNorm skips its pass over it.
   --
   -- Children get _s_nofold when something at or before them trains (a backward will pass
   -- through them: they keep what it needs). Where nothing does and a frozen Conv2d is
@@ -34,9 +36,11 @@ return function(nn, sf)
     local x, C, fused = input, self._children, nil
     local below = self._s_nofold or false
     self._s_folded = nil
-    local i = 1
+    local i, stats = 1, nil
     while i <= #C do
       local m, nxt = C[i].module, C[i + 1] and C[i + 1].module
+      local st = stats -- x's row statistics, from the Conv2d before m (a BatchNorm)
+      stats = nil
       below = below or m:has_trainable()
       m._s_nofold = below or nil
       if nxt and not below and not self._no_fusion and m.forward_affine and nn.eval_bn(nxt)
@@ -54,13 +58,16 @@ return function(nn, sf)
         self._s_folded = true
         i = i + (relu and 3 or 2)
       elseif not self._no_fusion and nn.fuses_relu(m, nxt) then
-        x = self:call_child(i, "forward", x, true)
+        x = self:call_child(i, "forward", x, true, st)
         nxt.output = x
         fused = fused or {}
         fused[i + 1] = true
         i = i + 2
+      elseif not self._no_fusion and nn.stats_for(m, nxt) then
+        x, stats = self:call_child(i, "forward", x, true)
+        i = i + 1
       else
-        x = self:call_child(i, "forward", x)
+        if st then x = self:call_child(i, "forward", x, nil, st) else x = self:call_child(i, "forward", x) end
         i = i + 1
       end
     end

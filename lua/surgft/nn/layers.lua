@@ -113,15 +113,21 @@ return function(nn, sf)
     if opts.bias ~= false then self:param("bias", uniform({cout}, bound, rng)) end
   end
 
-  function Conv2d:forward(input)
+  -- forward(input[, stats]): stats = true also returns each image's BatchNorm row
+  -- statistics of the output, computed as it is written (containers pass them to a
+  -- training-mode BatchNorm that follows, which then skips its own pass over the output)
+  function Conv2d:forward(input, stats)
     ensure_built(self)
     if input:dim() ~= 4 or input:size(2) ~= self.cin then
       error(string.format("Conv2d(%d -> %d): input has shape %s, expected [N,%d,H,W]", self.cin, self.cout,
         shape_str(input), self.cin), 2)
     end
-    self.output = K.conv2d_forward(input, self.weight, self.bias, self.stride, self.padding)
-    return self.output
+    local st
+    self.output, st = K.conv2d_forward(input, self.weight, self.bias, self.stride, self.padding, nil, nil, nil,
+      stats == true or nil)
+    return self.output, st
   end
+  function Conv2d:bn_stats() return true end
 
   -- a[k] * conv(input) + b[k] with a, b per output channel (a BatchNorm in eval mode
   -- folded in: the weights are scaled, the shift joins the bias), in one convolution;
@@ -195,10 +201,12 @@ return function(nn, sf)
 
   function BatchNorm:mode() return self._mode or (self._train and "train" or "eval") end
 
-  -- forward(input[, relu]): relu = true returns max(bn(input), 0) from the same pass (the
-  -- blocks use it for a BatchNorm followed by a ReLU); backward then takes the gradient of
-  -- that output and applies the ReLU's mask itself
-  function BatchNorm:forward(input, relu)
+  -- forward(input[, relu[, stats]]): relu = true returns max(bn(input), 0) from the same
+  -- pass (the blocks use it for a BatchNorm followed by a ReLU); backward then takes the
+  -- gradient of that output and applies the ReLU's mask itself. stats: the input's row
+  -- statistics from the Conv2d that wrote it (Conv2d:forward(x, true)), used with batch
+  -- statistics instead of a pass over the input (same bits)
+  function BatchNorm:forward(input, relu, stats)
     ensure_built(self)
     if input:dim() < 2 or input:size(2) ~= self.c or (self.dims and input:dim() ~= self.dims) then
       error(string.format("%s(%d): input has shape %s, expected %s", self:type(), self.c, shape_str(input),
@@ -215,10 +223,10 @@ return function(nn, sf)
       self._s_mean = self.running_mean
     elseif mode == "train" then
       self.output, self._s_mean, self._s_invstd = K.batchnorm_forward_train(input, self.weight, self.bias,
-        self.running_mean, self.running_var, self.momentum, self.eps, nil, relu)
+        self.running_mean, self.running_var, self.momentum, self.eps, nil, relu, stats)
     else -- batch, tent: batch statistics, running statistics untouched
       self.output, self._s_mean, self._s_invstd = K.batchnorm_forward_train(input, self.weight, self.bias, nil, nil,
-        self.momentum, self.eps, nil, relu)
+        self.momentum, self.eps, nil, relu, stats)
     end
     if relu then
       -- the pre-activation is never materialised: output stays empty rather than hold

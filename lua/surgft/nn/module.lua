@@ -315,6 +315,12 @@ function nn.fuses_relu(norm, relu)
 end
 -- is m a BatchNorm in eval mode (one a convolution before it can absorb)?
 function nn.eval_bn(m) return m ~= nil and m.eval_affine ~= nil and m:mode() == "eval" end
+-- does module m (run before norm) compute the batch statistics that norm, a BatchNorm on
+-- batch statistics, would otherwise find in a pass of its own (Conv2d:forward(x, true))?
+function nn.stats_for(m, norm)
+  return m ~= nil and m.bn_stats ~= nil and norm ~= nil and norm.eval_affine ~= nil and norm:mode() ~= "eval"
+    and norm.dims ~= 2
+end
 
 -- A module whose forward ran folded never kept what its backward needs: run the forward
 -- again without folding (same results up to rounding) before the backward goes on.
@@ -400,7 +406,7 @@ function Module:call_child(i, method, ...)
     for _, e in ipairs(self._children) do if e.name == i then c = e break end end
   end
   if not c then error(string.format("%s: no child '%s'", self:type(), tostring(i)), 2) end
-  local ok, a = pcall(c.module[method], c.module, ...)
+  local ok, a, b = pcall(c.module[method], c.module, ...)
   if not ok then
     local where = string.format("In child '%s' (%s) of %s", tostring(c.name), c.module:type(), self:type())
     if type(a) == "string" and a:find("^In child ") then
@@ -410,7 +416,7 @@ function Module:call_child(i, method, ...)
     end
     error(a, 0)
   end
-  return a
+  return a, b
 end
 
 -- chain_backward(steps, gradOutput, need): backward through children applied in
