@@ -210,9 +210,15 @@ function TestConv2d:test_cases_cover_every_path()
                         "backward_weight pointwise", "backward_weight strided-pointwise", "backward_weight im2col"} do
     lu.assertTrue(seen[want], "no case takes the path: " .. want)
   end
+  -- 3x3 pad 1 stride 1 reads the unpadded planes with masked loads on AVX-512 builds
+  local masked = sf.simd == "avx512"
+  for _, kernel in ipairs{"forward", "backward_input"} do
+    lu.assertEquals(seen[kernel .. " direct-masked"] or false, masked, kernel .. " direct-masked on " .. sf.simd)
+  end
   -- the geometry of a CIFAR ResNet's layers
   local p = K.conv2d_path({128, 16, 32, 32}, {16, 16, 3, 3}, 1, 1)
-  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {"direct", "direct", "direct"})
+  local d3 = masked and "direct-masked" or "direct"
+  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {d3, d3, "direct"})
   p = K.conv2d_path({128, 16, 32, 32}, {32, 16, 3, 3}, 2, 1)
   lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {"direct-phase", "direct-phase", "direct"})
   lu.assertErrorMsgContains("conv2d_path: input has 3 channels but the weight expects 4", K.conv2d_path,
@@ -306,6 +312,30 @@ function TestConv2d:test_forward_epilogue()
     false, "r")
   lu.assertErrorMsgContains("conv2d_forward: argument #6 shares storage with argument #8", K.conv2d_forward, x2, w2,
     nil, 1, 1, r2, false, r2)
+end
+
+-- 3x3 pad 1 stride 1 over many plane sizes (the masked path on AVX-512 builds: masks at
+-- every border, planes smaller than a vector, tails of every length, every tile shape and
+-- remainder channels), forward with bias, residual and ReLU, and the input gradient,
+-- against the naive reference
+function TestConv2d:test_3x3_pad1_plane_sizes()
+  local rng = sf.rng(29)
+  for _, hw in ipairs{{1, 4}, {4, 4}, {2, 9}, {5, 7}, {7, 7}, {8, 8}, {3, 17}, {9, 16}, {11, 13}, {16, 16}, {6, 33}} do
+    for _, co in ipairs{1, 7, 16, 19} do
+      local xs, ws = {2, 3, hw[1], hw[2]}, {co, 3, 3, 3}
+      local x, w, b = randn(xs, rng), randn(ws, rng), randn({co}, rng)
+      local want, oshape = ref_conv(flat(x), xs, flat(w), ws, flat(b), 1, 1)
+      local tag = string.format("%dx%d, %d channels (%s)", hw[1], hw[2], co, K.conv2d_path(xs, ws, 1, 1).forward)
+      assert_near(K.conv2d_forward(x, w, b, 1, 1), want, 1e-5, "forward " .. tag)
+      local res = randn(oshape, rng)
+      local fused = K.conv2d_forward(x, w, b, 1, 1, nil, true, res)
+      local plain = from_flat(want, oshape)
+      assert_near(fused, (plain + res):relu(), 1e-5, "epilogue " .. tag)
+      local g = randn(oshape, rng)
+      local rdx = ref_conv_grads(flat(g), flat(x), xs, flat(w), ws, 1, 1)
+      assert_near(K.conv2d_backward_input(g, w, x, 1, 1), rdx, 1e-5, "dinp " .. tag)
+    end
+  end
 end
 
 -- The forward's BatchNorm row statistics (stats = true): per image and channel the mean

@@ -88,6 +88,22 @@ int luaopen_surgft_core(lua_State *L) {
   lua_setfield(L, mod, "version");
   lua_pushinteger(L, SFL_ABI);
   lua_setfield(L, mod, "abi");
+  /* the vector instructions the kernels were compiled for (which paths exist, e.g. the
+   * masked convolution needs AVX-512): "avx512", "avx2", "avx", "sse2", "neon" or "none" */
+#if defined(__AVX512F__)
+  lua_pushliteral(L, "avx512");
+#elif defined(__AVX2__)
+  lua_pushliteral(L, "avx2");
+#elif defined(__AVX__)
+  lua_pushliteral(L, "avx");
+#elif defined(__SSE2__)
+  lua_pushliteral(L, "sse2");
+#elif defined(__ARM_NEON)
+  lua_pushliteral(L, "neon");
+#else
+  lua_pushliteral(L, "none");
+#endif
+  lua_setfield(L, mod, "simd");
   lua_pushcfunction(L, l_isatty);
   lua_setfield(L, mod, "isatty");
   lua_pushcfunction(L, l_clock);

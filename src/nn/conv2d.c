@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "../core/parallel.h"
+#include "conv2d_masked.h"
 #include "nn.h"
 
 #define BI(x) ((blasint)(x))
@@ -414,6 +415,12 @@ static int direct_fwd_ok(const sf_conv2d_shape *s) {
   if (s->pad_h > s->R - 1 || s->pad_w > s->S - 1) return 0;
   const int64_t wq = (s->W + 2 * s->pad_w + 1) / 2;
   return 2 * wq <= 3 * s->OW;
+}
+
+/* 3x3 pad 1 stride 1 (forward and input gradient) on AVX-512: straight from the
+ * unpadded planes with masked loads (conv2d_masked.c) */
+static int masked_ok(const sf_conv2d_shape *s) {
+  return direct_ok(s) && sf_conv2d_masked_ok(s->H, s->W, s->R, s->S, s->stride_h, s->stride_w, s->pad_h, s->pad_w);
 }
 
 static void direct_fwd_geom(direct_geom *g, const sf_conv2d_shape *s) {
@@ -1199,6 +1206,9 @@ void sf_conv2d_forward_stats(float *out, float *stats, const float *inp, const f
     SF_ASSERT(wp);
     for (int64_t k = 0; k < K; k++)
       for (int64_t j = 0; j < C * T; j++) wp[j * K + k] = weight[k * C * T + j];
+    if (masked_ok(s) &&
+        sf_conv2d_masked_run(out, inp, wp, N, C, K, s->H, s->W, bias, residual, relu, stats, parts) == 0)
+      return;
     direct_geom g;
     direct_fwd_geom(&g, s);
     direct_run(out, inp, wp, bias, &g, N, parts, ep);
@@ -1238,6 +1248,8 @@ void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weigh
         for (int64_t r = 0; r < R; r++)
           for (int64_t q = 0; q < S; q++)
             wp[((k * R + r) * S + q) * C + c] = weight[((k * C + c) * R + (R - 1 - r)) * S + (S - 1 - q)];
+    if (masked_ok(s) && sf_conv2d_masked_run(dinp, dout, wp, N, K, C, s->H, s->W, NULL, NULL, 0, NULL, parts) == 0)
+      return;
     direct_geom g;
     direct_bwd_geom(&g, s);
     direct_run(dinp, dout, wp, NULL, &g, N, parts, (conv_epilogue){NULL, 0, NULL});
@@ -1395,6 +1407,13 @@ void sf_conv2d_tiles(char *buf, size_t n, const sf_conv2d_shape *s, int kernel) 
   if (n) buf[0] = 0;
 #if SF_DIRECT
   if (is_pointwise(s) || is_strided_pointwise(s)) return;
+  if ((kernel == 0 || kernel == 1) && masked_ok(s)) {
+    /* the masked path's tile over the dense plane, e.g. "m8x3" */
+    int kb, nv;
+    sf_conv2d_masked_kind(s->H * s->W, kernel == 0 ? s->K : s->C, &kb, &nv);
+    if (n > 16) snprintf(buf, n, "m%dx%d", kb, nv);
+    return;
+  }
   if (kernel == 0 && direct_fwd_ok(s)) {
     direct_geom g;
     direct_fwd_geom(&g, s);
@@ -1422,8 +1441,8 @@ const char *sf_conv2d_path(const sf_conv2d_shape *s, int kernel) {
   if (is_pointwise(s)) return "pointwise";
   if (is_strided_pointwise(s)) return "strided-pointwise";
   switch (kernel) {
-  case 0: return direct_ok(s) ? "direct" : direct_fwd_ok(s) ? "direct-phase" : "im2col";
-  case 1: return direct_ok(s) ? "direct" : phase_bwd_ok(s) ? "direct-phase" : "im2col";
+  case 0: return masked_ok(s) ? "direct-masked" : direct_ok(s) ? "direct" : direct_fwd_ok(s) ? "direct-phase" : "im2col";
+  case 1: return masked_ok(s) ? "direct-masked" : direct_ok(s) ? "direct" : phase_bwd_ok(s) ? "direct-phase" : "im2col";
   default: return direct_w_ok(s) ? "direct" : "im2col";
   }
 }

@@ -1,0 +1,18 @@
+/* The stride-1 3x3 pad-1 convolution on unpadded planes with masked loads (AVX-512
+ * builds; conv2d.c dispatches to it). Internal to src/nn. */
+#ifndef SF_CONV2D_MASKED_H
+#define SF_CONV2D_MASKED_H
+#include <stdint.h>
+
+/* does the geometry take the masked path (always 0 without AVX-512)? */
+int sf_conv2d_masked_ok(int64_t H, int64_t W, int64_t R, int64_t S, int64_t stride_h, int64_t stride_w,
+                        int64_t pad_h, int64_t pad_w);
+/* out[N,Co,H,W] = the 3x3 pad-1 correlation of in[N,Ci,H,W] with wp[(c*9 + t)*Co + k]
+ * (+ bias[Co]) (+ residual[N,Co,H,W]), then max(., 0) when relu; stats[N,Co,2] (when not
+ * NULL): each image's sf_batchnorm_image_stats of its output. Over `parts` parts of the
+ * pool. Returns -1 (nothing written) when its mask table cannot be allocated. */
+int sf_conv2d_masked_run(float *out, const float *in, const float *wp, int64_t N, int64_t Ci, int64_t Co, int64_t H,
+                         int64_t W, const float *bias, const float *residual, int relu, float *stats, int parts);
+/* the register tile it uses for P positions and Co output channels: channels x vectors */
+int sf_conv2d_masked_kind(int64_t P, int64_t Co, int *kb, int *nv);
+#endif
