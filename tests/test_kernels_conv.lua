@@ -212,13 +212,13 @@ function TestConv2d:test_cases_cover_every_path()
   end
   -- 3x3 pad 1 stride 1 reads the unpadded planes with masked loads on AVX-512 builds
   local masked = sf.simd == "avx512"
-  for _, kernel in ipairs{"forward", "backward_input"} do
+  for _, kernel in ipairs{"forward", "backward_input", "backward_weight"} do
     lu.assertEquals(seen[kernel .. " direct-masked"] or false, masked, kernel .. " direct-masked on " .. sf.simd)
   end
   -- the geometry of a CIFAR ResNet's layers
   local p = K.conv2d_path({128, 16, 32, 32}, {16, 16, 3, 3}, 1, 1)
   local d3 = masked and "direct-masked" or "direct"
-  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {d3, d3, "direct"})
+  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {d3, d3, d3})
   p = K.conv2d_path({128, 16, 32, 32}, {32, 16, 3, 3}, 2, 1)
   lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {"direct-phase", "direct-phase", "direct"})
   lu.assertErrorMsgContains("conv2d_path: input has 3 channels but the weight expects 4", K.conv2d_path,
@@ -316,8 +316,8 @@ end
 
 -- 3x3 pad 1 stride 1 over many plane sizes (the masked path on AVX-512 builds: masks at
 -- every border, planes smaller than a vector, tails of every length, every tile shape and
--- remainder channels), forward with bias, residual and ReLU, and the input gradient,
--- against the naive reference
+-- remainder channels), forward with bias, residual and ReLU, and the input and weight
+-- gradients, against the naive reference
 function TestConv2d:test_3x3_pad1_plane_sizes()
   local rng = sf.rng(29)
   for _, hw in ipairs{{1, 4}, {4, 4}, {2, 9}, {5, 7}, {7, 7}, {8, 8}, {3, 17}, {9, 16}, {11, 13}, {16, 16}, {6, 33}} do
@@ -332,8 +332,11 @@ function TestConv2d:test_3x3_pad1_plane_sizes()
       local plain = from_flat(want, oshape)
       assert_near(fused, (plain + res):relu(), 1e-5, "epilogue " .. tag)
       local g = randn(oshape, rng)
-      local rdx = ref_conv_grads(flat(g), flat(x), xs, flat(w), ws, 1, 1)
+      local rdx, rdw, rdb = ref_conv_grads(flat(g), flat(x), xs, flat(w), ws, 1, 1)
       assert_near(K.conv2d_backward_input(g, w, x, 1, 1), rdx, 1e-5, "dinp " .. tag)
+      local dw, db = K.conv2d_backward_weight(g, x, sf.zeros(ws), sf.zeros{co}, 1, 1)
+      assert_near(dw, rdw, 1e-5, "dweight " .. tag)
+      assert_near(db, rdb, 1e-5, "dbias " .. tag)
     end
   end
 end

@@ -1341,6 +1341,13 @@ void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, 
     add_partials(dweight, d.partial, parts, K * C, scale);
     return;
   }
+  if (direct_w_ok(s) && masked_ok(s)) {
+    float *partial[256];
+    if (sf_conv2d_masked_wgrad(partial, parts, dout, inp, N, C, K, s->H, s->W) == 0) {
+      add_partials(dweight, partial, parts, K * CRS, scale);
+      return;
+    }
+  }
   if (direct_w_ok(s)) {
     direct_geom g;
     direct_fwd_geom(&g, s);
@@ -1443,6 +1450,6 @@ const char *sf_conv2d_path(const sf_conv2d_shape *s, int kernel) {
   switch (kernel) {
   case 0: return masked_ok(s) ? "direct-masked" : direct_ok(s) ? "direct" : direct_fwd_ok(s) ? "direct-phase" : "im2col";
   case 1: return masked_ok(s) ? "direct-masked" : direct_ok(s) ? "direct" : phase_bwd_ok(s) ? "direct-phase" : "im2col";
-  default: return direct_w_ok(s) ? "direct" : "im2col";
+  default: return direct_w_ok(s) ? (masked_ok(s) ? "direct-masked" : "direct") : "im2col";
   }
 }

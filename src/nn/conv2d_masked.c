@@ -55,26 +55,20 @@ static inline __attribute__((always_inline)) void mtile(float *restrict o, const
   const int64_t Co = g->Co, P = g->P;
   const __mmask16 *m = g->mask + (j0 / MV) * 9;
   const float *ib = in + j0;
-  const int64_t W = g->W;
   for (int64_t c = 0; c < g->Ci; c++) {
     const float *ic = ib + c * P;
     const float *wc = w + c * 9 * Co + k0;
-    /* tap (r, q) reads row pointer ic + (r-1)*W at the constant displacement q - 1 */
-#pragma GCC unroll 3
-    for (int r = 0; r < 3; r++) {
-      const float *row = ic + (r - 1) * W;
-#pragma GCC unroll 3
-      for (int q = 0; q < 3; q++) {
-        const int t = r * 3 + q;
-        __m512 x[3];
-        for (int v = 0; v < nv; v++) x[v] = _mm512_maskz_loadu_ps(m[v * 9 + t], row + (q - 1) + v * MV);
-        for (int k = 0; k < nk; k++) {
-          const __m512 b = _mm512_set1_ps(wc[t * Co + k]);
-          for (int v = 0; v < nv; v++) acc[k][v] = _mm512_fmadd_ps(b, x[v], acc[k][v]);
-        }
+    for (int t = 0; t < 9; t++) {
+      const float *ip = ic + g->off[t];
+      __m512 x[3];
+      for (int v = 0; v < nv; v++) x[v] = _mm512_maskz_loadu_ps(m[v * 9 + t], ip + v * MV);
+      for (int k = 0; k < nk; k++) {
+        const __m512 b = _mm512_set1_ps(wc[t * Co + k]);
+        for (int v = 0; v < nv; v++) acc[k][v] = _mm512_fmadd_ps(b, x[v], acc[k][v]);
       }
     }
   }
+#pragma GCC unroll 3
   for (int v = 0; v < nv; v++) {
     const int64_t j = j0 + v * MV;
     const __mmask16 keep = P - j >= MV ? (__mmask16)0xFFFF : P - j <= 0 ? 0 : (__mmask16)((1u << (P - j)) - 1u);
@@ -173,12 +167,13 @@ int sf_conv2d_masked_ok(int64_t H, int64_t W, int64_t R, int64_t S, int64_t stri
   return R == 3 && S == 3 && stride_h == 1 && stride_w == 1 && pad_h == 1 && pad_w == 1 && H >= 1 && W >= 1;
 }
 
-int sf_conv2d_masked_run(float *out, const float *in, const float *wp, int64_t N, int64_t Ci, int64_t Co, int64_t H,
-                         int64_t W, const float *bias, const float *residual, int relu, float *stats, int parts) {
-  mgeom g = {.Ci = Ci, .Co = Co, .H = H, .W = W, .P = H * W};
-  g.nvec = (g.P + MV - 1) / MV;
+/* g's geometry and mask table (malloc'ed; freed by the caller) for Ci input planes of
+ * H x W and Co outputs; -1 when the table cannot be allocated */
+static int mgeom_init(mgeom *g, int64_t Ci, int64_t Co, int64_t H, int64_t W) {
+  *g = (mgeom){.Ci = Ci, .Co = Co, .H = H, .W = W, .P = H * W};
+  g->nvec = (g->P + MV - 1) / MV;
   /* the masks of every vector of the plane, and of the vectors a last tile reads past it */
-  const int64_t nmask = g.nvec + 3;
+  const int64_t nmask = g->nvec + 3;
   __mmask16 *mask = malloc((size_t)(nmask * 9) * sizeof *mask);
   if (!mask) return -1;
   for (int64_t v = 0; v < nmask; v++)
@@ -187,18 +182,129 @@ int sf_conv2d_masked_run(float *out, const float *in, const float *wp, int64_t N
       unsigned bits = 0;
       for (int l = 0; l < MV; l++) {
         const int64_t j = v * MV + l, oh = j / W, ow = j % W;
-        if (j < g.P && oh + dr >= 0 && oh + dr < H && ow + dq >= 0 && ow + dq < W) bits |= 1u << l;
+        if (j < g->P && oh + dr >= 0 && oh + dr < H && ow + dq >= 0 && ow + dq < W) bits |= 1u << l;
       }
       mask[v * 9 + t] = (__mmask16)bits;
     }
-  for (int t = 0; t < 9; t++) g.off[t] = (t / 3 - 1) * W + (t % 3 - 1);
-  g.mask = mask;
-  g.kind = mpick(g.P, Co);
+  for (int t = 0; t < 9; t++) g->off[t] = (t / 3 - 1) * W + (t % 3 - 1);
+  g->mask = mask;
+  g->kind = mpick(g->P, Co);
+  return 0;
+}
+
+int sf_conv2d_masked_run(float *out, const float *in, const float *wp, int64_t N, int64_t Ci, int64_t Co, int64_t H,
+                         int64_t W, const float *bias, const float *residual, int relu, float *stats, int parts) {
+  mgeom g;
+  if (mgeom_init(&g, Ci, Co, H, W)) return -1;
   const mepi e = {bias, residual, relu, stats};
   mctx d = {out, in, wp, &g, &e};
   sf_parallel_for(parts, N, mpart, &d);
-  free(mask);
+  free((void *)g.mask);
   return 0;
+}
+
+/* ---- the weight gradient ----
+ * dw[k][c][t] = sum over images and positions j of dout[k][j] * x[c][j + off[t]], the x
+ * loads masked as in the forward (zeros outside the image), dout read dense (zeros past
+ * the plane): neither is copied. A tile holds nk <= 3 output channels x 9 taps of one
+ * input channel in 27 accumulators over a chunk of images, then adds their lane sums to
+ * the part. */
+#define MWK 3
+
+static inline __attribute__((always_inline)) void mwtile(float *restrict part, int64_t C, const float *restrict dout,
+                                                         int64_t dstride, const float *restrict x, int64_t xstride,
+                                                         int64_t nb, const mgeom *g, const int nk) {
+  __m512 acc[MWK][9];
+#pragma GCC unroll 3
+  for (int k = 0; k < nk; k++)
+#pragma GCC unroll 9
+    for (int t = 0; t < 9; t++) acc[k][t] = _mm512_setzero_ps();
+  const int64_t P = g->P, W = g->W;
+  for (int64_t b = 0; b < nb; b++) {
+    const float *db = dout + b * dstride, *xb = x + b * xstride;
+    const __mmask16 *m = g->mask;
+    for (int64_t j = 0; j < P; j += MV, m += 9) {
+      __m512 d[MWK];
+      for (int k = 0; k < nk; k++) d[k] = _mm512_maskz_loadu_ps(m[4], db + k * P + j); /* tap (1,1): j < P */
+#pragma GCC unroll 3
+      for (int r = 0; r < 3; r++) {
+        const float *row = xb + (r - 1) * W + j;
+#pragma GCC unroll 3
+        for (int q = 0; q < 3; q++) {
+          const __m512 xv = _mm512_maskz_loadu_ps(m[r * 3 + q], row + (q - 1));
+          for (int k = 0; k < nk; k++) acc[k][r * 3 + q] = _mm512_fmadd_ps(d[k], xv, acc[k][r * 3 + q]);
+        }
+      }
+    }
+  }
+#pragma GCC unroll 3
+  for (int k = 0; k < nk; k++)
+#pragma GCC unroll 9
+    for (int t = 0; t < 9; t++) part[k * C * 9 + t] += _mm512_reduce_add_ps(acc[k][t]);
+}
+
+static void mwtile_3(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride,
+                     const float *restrict x, int64_t xstride, int64_t nb, const mgeom *g) {
+  mwtile(part, C, dout, dstride, x, xstride, nb, g, 3);
+}
+static void mwtile_2(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride,
+                     const float *restrict x, int64_t xstride, int64_t nb, const mgeom *g) {
+  mwtile(part, C, dout, dstride, x, xstride, nb, g, 2);
+}
+static void mwtile_1(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride,
+                     const float *restrict x, int64_t xstride, int64_t nb, const mgeom *g) {
+  mwtile(part, C, dout, dstride, x, xstride, nb, g, 1);
+}
+
+/* images per chunk: about 1024 positions, so the lane sums closing each tile stay small
+ * next to its FMAs (an 8x8 image alone has 4 vectors of positions) */
+static int64_t mw_chunk(const mgeom *g) {
+  const int64_t b = (1024 + g->nvec * MV - 1) / (g->nvec * MV);
+  return b < 1 ? 1 : b > 32 ? 32 : b;
+}
+
+typedef struct {
+  const float *dout, *inp;
+  const mgeom *g;
+  float **partial;
+  int fail;
+} mwctx;
+
+static void mw_part(void *ctx, int64_t lo, int64_t hi, int part) {
+  mwctx *d = ctx;
+  const mgeom *g = d->g;
+  const int64_t C = g->Ci, K = g->Co, P = g->P, B = mw_chunk(g);
+  float *acc = sf_scratch2((size_t)(K * C * 9));
+  if (!acc) {
+    __atomic_store_n(&d->fail, 1, __ATOMIC_RELAXED); /* any part may set it; only ever set */
+    return;
+  }
+  d->partial[part] = acc;
+  for (int64_t i = 0; i < K * C * 9; i++) acc[i] = 0.0f;
+  for (int64_t i0 = lo; i0 < hi; i0 += B) {
+    const int64_t nb = hi - i0 < B ? hi - i0 : B;
+    const float *dn = d->dout + i0 * K * P, *xn = d->inp + i0 * C * P;
+    for (int64_t c = 0; c < C; c++) {
+      /* the next channel's planes, ahead of their first sweep (they come from memory) */
+      if (c + 1 < C)
+        for (int64_t b = 0; b < nb; b++)
+          for (int64_t j = 0; j < P; j += 16) _mm_prefetch((const char *)(xn + b * C * P + (c + 1) * P + j), _MM_HINT_T1);
+      int64_t k = 0;
+      for (; k + MWK <= K; k += MWK) mwtile_3(acc + (k * C + c) * 9, C, dn + k * P, K * P, xn + c * P, C * P, nb, g);
+      if (K - k == 2) mwtile_2(acc + (k * C + c) * 9, C, dn + k * P, K * P, xn + c * P, C * P, nb, g);
+      if (K - k == 1) mwtile_1(acc + (k * C + c) * 9, C, dn + k * P, K * P, xn + c * P, C * P, nb, g);
+    }
+  }
+}
+
+int sf_conv2d_masked_wgrad(float **partial, int parts, const float *dout, const float *inp, int64_t N, int64_t C,
+                           int64_t K, int64_t H, int64_t W) {
+  mgeom g;
+  if (mgeom_init(&g, C, K, H, W)) return -1;
+  mwctx d = {dout, inp, &g, partial, 0};
+  sf_parallel_for(parts, N, mw_part, &d);
+  free((void *)g.mask);
+  return d.fail ? -1 : 0;
 }
 
 int sf_conv2d_masked_kind(int64_t P, int64_t Co, int *kb, int *nv) {
@@ -219,6 +325,12 @@ int sf_conv2d_masked_run(float *out, const float *in, const float *wp, int64_t N
                          int64_t W, const float *bias, const float *residual, int relu, float *stats, int parts) {
   (void)out, (void)in, (void)wp, (void)N, (void)Ci, (void)Co, (void)H, (void)W, (void)bias, (void)residual,
       (void)relu, (void)stats, (void)parts;
+  return -1;
+}
+
+int sf_conv2d_masked_wgrad(float **partial, int parts, const float *dout, const float *inp, int64_t N, int64_t C,
+                           int64_t K, int64_t H, int64_t W) {
+  (void)partial, (void)parts, (void)dout, (void)inp, (void)N, (void)C, (void)K, (void)H, (void)W;
   return -1;
 }
 
