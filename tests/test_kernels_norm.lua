@@ -177,6 +177,57 @@ function TestBatchNorm:test_strided_input_and_out()
   assert_close(x, want, 0, "in place")
 end
 
+-- Rows of 16 values or more run image by image, shorter ones channel by channel (the
+-- same row functions either way): both against a double-precision reference (forward,
+-- running statistics), finite differences (backward) and, with the ReLU, the ReLU's and
+-- the BatchNorm's kernels one after the other
+function TestBatchNorm:test_both_row_layouts()
+  local rng = sf.rng(6)
+  for _, shape in ipairs{{3, 4, 2, 2}, {3, 4, 4, 5}, {2, 3, 9, 9}} do
+    local tag = table.concat(shape, "x")
+    local C = shape[2]
+    local x = sf.randn(shape, rng) * 2 + 0.5
+    local g, b = sf.rand({C}, rng) + 0.5, sf.randn({C}, rng)
+    local rm, rv = sf.zeros(C), sf.ones(C)
+    local out, mean, invstd = K.batchnorm_forward_train(x, g, b, rm, rv, 0.1, EPS)
+    for c = 1, C do
+      local v = flat(x:select(2, c))
+      local s, ss = 0, 0
+      for _, a in ipairs(v) do s = s + a end
+      local m = s / #v
+      for _, a in ipairs(v) do ss = ss + (a - m) ^ 2 end
+      local is = 1 / math.sqrt(ss / #v + EPS)
+      lu.assertAlmostEquals(mean:get(c), m, 1e-5, tag .. " mean")
+      lu.assertAlmostEquals(invstd:get(c), is, 1e-4 * is, tag .. " invstd")
+      lu.assertAlmostEquals(rv:get(c), 0.9 + 0.1 * ss / (#v - 1), 1e-4, tag .. " running var")
+      local o = flat(out:select(2, c))
+      for i = 1, #v do lu.assertAlmostEquals(o[i], (v[i] - m) * is * g:get(c) + b:get(c), 1e-4, tag .. " out") end
+    end
+    for _, relu in ipairs{false, true} do
+      local R = rand_table(x:numel(), rng)
+      local dout = sf.tensor(R):reshape(shape)
+      local f = function() return (K.batchnorm_forward_train(x, g, b, nil, nil, 0.1, EPS, nil, relu)) end
+      local _, m2, i2 = f()
+      _, m2, i2 = K.batchnorm_forward_train(x, g, b, nil, nil, 0.1, EPS, nil, relu)
+      local dg, db = sf.zeros(C), sf.zeros(C)
+      local dinp = K.batchnorm_backward(dout, x, g, m2, i2, true, dg, db, true, 1, relu, b)
+      if relu then
+        -- (finite differences would straddle the ReLU's kinks): the two-kernel composition
+        local y = K.relu_forward((K.batchnorm_forward_train(x, g, b, nil, nil, 0.1, EPS)))
+        local dg1, db1 = sf.zeros(C), sf.zeros(C)
+        local want = K.batchnorm_backward(K.relu_backward(dout, y), x, g, m2, i2, true, dg1, db1, true)
+        assert_close(dinp, want, 1e-5, tag .. " relu dinp")
+        assert_close(dg, dg1, 1e-5, tag .. " relu dgamma")
+        assert_close(db, db1, 1e-5, tag .. " relu dbeta")
+      else
+        assert_grad(numgrad(f, x, R, 1e-3), dinp, tag .. " dinp", 2e-2)
+        assert_grad(numgrad(f, g, R, 1e-3), dg, tag .. " dgamma", 2e-2)
+        assert_grad(numgrad(f, b, R, 1e-3), db, tag .. " dbeta", 2e-2)
+      end
+    end
+  end
+end
+
 function TestBatchNorm:test_gradcheck_batch_stats()
   local rng = sf.rng(5)
   local x = sf.randn({3, 4, 2, 2}, rng)
