@@ -715,12 +715,71 @@ static void phase_bwd_part(void *ctx, int64_t lo, int64_t hi, int part) {
 #else
 #define DWK 1 /* 9 of 16 */
 #endif
+#if defined(__AVX512F__) || defined(__AVX__)
+#include <immintrin.h>
+#endif
 
 static inline __attribute__((always_inline)) float dvec_sum(dvec v) {
   float t = 0.0f;
   for (int i = 0; i < DVW; i++) t += v[i];
   return t;
 }
+
+/* The lane sums of v[0..n), n <= DVW, as one vector: lane i = the sum of v[i]'s lanes
+ * (later lanes 0). With x86 vectors a transposing tree: each step adds two vectors after
+ * two constant lane permutes, halving the lanes over which each accumulator's partial
+ * sums are spread, so DVW accumulators cost DVW - 1 steps where the scalar sums cost
+ * DVW - 1 dependent adds and lane extractions per accumulator (measured, AVX-512 hot in
+ * L1: the 27-accumulator tile on 1088 positions went from 136 to 160 GFLOP/s). The
+ * pairing puts v[i]'s sum in lane i; steps whose inputs all lie past n are skipped. */
+#if defined(__AVX512F__)
+/* a, b -> [a.lo + a.hi | b.lo + b.hi] (halves of 8 lanes) */
+static inline __attribute__((always_inline)) __m512 dsum_halves(__m512 a, __m512 b) {
+  return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xee));
+}
+/* [a|a|b|b], [c|c|d|d] (quarters of 4 lanes) -> [a|b|c|d] */
+static inline __attribute__((always_inline)) __m512 dsum_quarters(__m512 a, __m512 b) {
+  return _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x88), _mm512_shuffle_f32x4(a, b, 0xdd));
+}
+/* in each quarter: [a a a a], [e e e e] -> [a a e e] */
+static inline __attribute__((always_inline)) __m512 dsum_pairs(__m512 a, __m512 b) {
+  return _mm512_add_ps(_mm512_shuffle_ps(a, b, 0x44), _mm512_shuffle_ps(a, b, 0xee));
+}
+static inline __attribute__((always_inline)) dvec dvec_sums(const dvec *v, const int n) {
+  const __m512 z = _mm512_setzero_ps();
+  __m512 r[8], q[4], h[2];
+  for (int m = 0; m < 4; m++) {
+    r[2 * m] = m < n ? dsum_halves(v[m], m + 4 < n ? v[m + 4] : (dvec){0}) : z;
+    r[2 * m + 1] = m + 8 < n ? dsum_halves(v[m + 8], m + 12 < n ? v[m + 12] : (dvec){0}) : z;
+  }
+  for (int m = 0; m < 4; m++) q[m] = m < n ? dsum_quarters(r[2 * m], r[2 * m + 1]) : z;
+  for (int m = 0; m < 2; m++) h[m] = 2 * m < n ? dsum_pairs(q[2 * m], q[2 * m + 1]) : z;
+  /* in each quarter: [a a e e], [b b f f] -> [a b e f] */
+  return _mm512_add_ps(_mm512_shuffle_ps(h[0], h[1], 0x88), _mm512_shuffle_ps(h[0], h[1], 0xdd));
+}
+#elif defined(__AVX__)
+static inline __attribute__((always_inline)) dvec dvec_sums(const dvec *v, const int n) {
+  const __m256 z = _mm256_setzero_ps();
+  __m256 r[4], h[2];
+  /* a, b -> [a.lo + a.hi | b.lo + b.hi] (halves of 4 lanes) */
+  for (int m = 0; m < 4; m++) {
+    const dvec b = m + 4 < n ? v[m + 4] : (dvec){0};
+    r[m] = m < n ? _mm256_add_ps(_mm256_permute2f128_ps(v[m], b, 0x20), _mm256_permute2f128_ps(v[m], b, 0x31)) : z;
+  }
+  /* in each half: [a a a a], [c c c c] -> [a a c c], then [a a c c], [e e g g] -> [a c e g] */
+  for (int m = 0; m < 2; m++)
+    h[m] = 2 * m < n ? _mm256_add_ps(_mm256_shuffle_ps(r[2 * m], r[2 * m + 1], 0x44),
+                                     _mm256_shuffle_ps(r[2 * m], r[2 * m + 1], 0xee))
+                     : z;
+  return _mm256_add_ps(_mm256_shuffle_ps(h[0], h[1], 0x88), _mm256_shuffle_ps(h[0], h[1], 0xdd));
+}
+#else
+static inline __attribute__((always_inline)) dvec dvec_sums(const dvec *v, const int n) {
+  dvec s = {0};
+  for (int i = 0; i < n; i++) s[i] = dvec_sum(v[i]);
+  return s;
+}
+#endif
 
 /* part[(k*C + c)*9 + t] += sum over images b < nb and j < Jpad of
  * dw[b*dstride + kw*ldd + j] * in[b*istride + j + off[t]], for kw < nk: the lane sums at
@@ -729,9 +788,11 @@ static inline __attribute__((always_inline)) void direct_wtile(float *restrict p
                                                                int64_t ldd, int64_t dstride, const float *restrict in,
                                                                int64_t istride, int64_t nb, int64_t Jpad,
                                                                const int64_t *off, const int nk) {
-  dvec acc[DWK][9];
-  for (int k = 0; k < nk; k++)
-    for (int t = 0; t < 9; t++) acc[k][t] = (dvec){0};
+  /* the loops over accumulators are unrolled so that they stay in registers (otherwise
+   * GCC zeroes them with a memset and closes the tile from a copy on the stack) */
+  dvec acc[DWK * 9]; /* [k*9 + t] */
+#pragma GCC unroll 32
+  for (int a = 0; a < nk * 9; a++) acc[a] = (dvec){0};
   for (int64_t b = 0; b < nb; b++) {
     const float *db = dw + b * dstride, *ib = in + b * istride;
     for (int64_t j = 0; j < Jpad; j += DVW) {
@@ -739,12 +800,31 @@ static inline __attribute__((always_inline)) void direct_wtile(float *restrict p
       for (int k = 0; k < nk; k++) d[k] = *(const dvec_u *)(db + k * ldd + j);
       for (int t = 0; t < 9; t++) {
         const dvec x = *(const dvec_u *)(ib + j + off[t]);
-        for (int k = 0; k < nk; k++) acc[k][t] += d[k] * x;
+        for (int k = 0; k < nk; k++) acc[k * 9 + t] += d[k] * x;
       }
     }
   }
+  enum { NS = (DWK * 9 + DVW - 1) / DVW };
+  dvec s[NS]; /* lane i of s[g]: the sum of acc[g*DVW + i] */
+#pragma GCC unroll 4
+  for (int g = 0; g * DVW < nk * 9; g++) {
+    const int n = nk * 9 - g * DVW;
+    s[g] = dvec_sums(acc + g * DVW, n < DVW ? n : DVW);
+  }
+#if defined(__AVX512F__)
+  /* each channel's 9 taps: one two-vector permute, then a masked add into part */
+  _Static_assert(NS <= 2, "a register tile's sums fit in two vectors");
+  const __m512i iota = _mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0);
+  for (int k = 0; k < nk; k++) {
+    const __m512i idx = _mm512_add_epi32(iota, _mm512_set1_epi32(9 * k)); /* lanes 16.. pick from s[1] */
+    const __m512 row = k == 0 ? (__m512)s[0] : _mm512_permutex2var_ps(s[0], idx, s[NS - 1]);
+    float *p = part + k * C * 9;
+    _mm512_mask_storeu_ps(p, 0x1ff, _mm512_add_ps(_mm512_maskz_loadu_ps(0x1ff, p), row));
+  }
+#else
   for (int k = 0; k < nk; k++)
-    for (int t = 0; t < 9; t++) part[k * C * 9 + t] += dvec_sum(acc[k][t]);
+    for (int t = 0; t < 9; t++) part[k * C * 9 + t] += s[(k * 9 + t) / DVW][(k * 9 + t) % DVW];
+#endif
 }
 
 DIRECT_FN void direct_wtile_full(float *restrict part, int64_t C, const float *restrict dw, int64_t ldd,
