@@ -4,6 +4,7 @@
 -- the error contract.
 local lu = require "luaunit"
 local sf = require "surgft"
+local testutil = require "testutil"
 local K = sf.kernels
 local testutil = require "testutil"
 
@@ -669,6 +670,205 @@ function TestConv2d:test_errors()
     sf.zeros{4, 3, 3, 3}, nil, 1, 1, "x")
   err("conv2d_backward_weight: argument #3 shares storage with argument #1", K.conv2d_backward_weight,
     g, x, g:narrow(1, 1, 1):view(-1):narrow(1, 1, 108):view{4, 3, 3, 3}, nil, 1, 1)
+end
+
+-- runs fn with the masked 3x3 path (AVX-512 builds) switched on or off, restoring it
+local function with_masked(on, fn, ...)
+  local was = K.conv2d_masked(on)
+  local ok, err = pcall(fn, ...)
+  K.conv2d_masked(was)
+  if not ok then error(err, 0) end
+end
+
+-- The masked 3x3 path against the padded direct path it replaces: the forward (with its
+-- epilogue and statistics) and the input gradient are the same sums in the same order,
+-- bit for bit; the weight gradient closes its lanes in another order (to rounding)
+function TestConv2d:test_masked_matches_direct()
+  if sf.simd ~= "avx512" then
+    lu.assertFalse(K.conv2d_masked(), "no masked path without AVX-512")
+    return
+  end
+  local rng = sf.rng(33)
+  local geoms = {{2, 3, 7, 5, 4}, {2, 6, 12, 10, 11}, {1, 2, 20, 20, 17}, {3, 16, 8, 8, 16}, {2, 5, 4, 4, 19},
+                 {2, 8, 16, 16, 24}, {1, 3, 33, 6, 8}}
+  for _, gm in ipairs(geoms) do
+    local xs, ws = {gm[1], gm[2], gm[3], gm[4]}, {gm[5], gm[2], 3, 3}
+    local x, w, b = randn(xs, rng), randn(ws, rng), randn({gm[5]}, rng)
+    local res = randn({gm[1], gm[5], gm[3], gm[4]}, rng)
+    local g = randn({gm[1], gm[5], gm[3], gm[4]}, rng)
+    local r = {}
+    for _, on in ipairs{true, false} do
+      with_masked(on, function()
+        local tag = table.concat(xs, "x") .. " -> " .. gm[5] .. (on and " masked" or " direct")
+        lu.assertEquals(K.conv2d_path(xs, ws, 1, 1).forward, on and "direct-masked" or "direct", tag)
+        local o, st = K.conv2d_forward(x, w, b, 1, 1, nil, nil, nil, true)
+        local dw = sf.zeros(ws)
+        K.conv2d_backward_weight(g, x, dw, nil, 1, 1)
+        r[on] = {o = o, st = st, ep = K.conv2d_forward(x, w, b, 1, 1, nil, true, res),
+                 dx = K.conv2d_backward_input(g, w, x, 1, 1), dw = dw}
+      end)
+    end
+    local tag = table.concat(xs, "x") .. " -> " .. gm[5]
+    for _, k in ipairs{"o", "st", "ep", "dx"} do lu.assertTrue(r[true][k]:equal(r[false][k]), tag .. ": " .. k) end
+    assert_near(r[true].dw, r[false].dw, 1e-5, tag .. ": dweight")
+  end
+  lu.assertErrorMsgContains("conv2d_masked: argument #1 (on) is number, expected a boolean or nil", K.conv2d_masked, 1)
+end
+
+-- K.conv2d_backward runs both gradients; on stride-1 3x3 direct shapes in one pass over
+-- dout (its padded planes serve as the weight gradient's wide layout), otherwise through
+-- the two kernels. Either way the bits are those of the separate kernels: the same parts,
+-- chunks and sums (dweight at a given thread count; dinp and dbias at any).
+local FUSED_GEOMS = {
+  -- ResNet-like, several chunks of images (the last partial), remainder channel tiles
+  {xs = {11, 5, 8, 8}, ws = {7, 5, 3, 3}, pad = 1, path = "direct-fused"},
+  {xs = {3, 4, 16, 16}, ws = {6, 4, 3, 3}, pad = 1, path = "direct-fused"},
+  -- small and odd maps: the tail [J, Jw) of the wide sweep reaches into the next
+  -- channel's top padding
+  {xs = {9, 3, 4, 4}, ws = {4, 3, 3, 3}, pad = 1, path = "direct-fused"},
+  {xs = {7, 2, 5, 5}, ws = {5, 2, 3, 3}, pad = 1, path = "direct-fused"},
+  {xs = {5, 3, 7, 6}, ws = {2, 3, 3, 3}, pad = 1, path = "direct-fused"},
+  {xs = {4, 2, 3, 9}, ws = {1, 2, 3, 3}, pad = {1, 1}, path = "direct-fused"},
+  {xs = {2, 3, 12, 13}, ws = {64, 3, 3, 3}, pad = 1, path = "direct-fused"},
+  -- several parts at 2 and 3 threads: one chunk each, then two chunks each
+  {xs = {13, 8, 12, 12}, ws = {6, 8, 3, 3}, pad = 1, path = "direct-fused"},
+  {xs = {24, 8, 16, 16}, ws = {8, 8, 3, 3}, pad = 1, path = "direct-fused"},
+  -- the separate kernels: more than 64 output channels, no padding, stride 2, 1x1,
+  -- 1x1 strided, 5x5
+  {xs = {3, 2, 8, 8}, ws = {65, 2, 3, 3}, pad = 1, path = "separate"},
+  {xs = {3, 3, 10, 9}, ws = {9, 3, 3, 3}, pad = 0, path = "separate"},
+  {xs = {5, 4, 11, 11}, ws = {5, 4, 3, 3}, stride = 2, pad = 1, path = "separate"},
+  {xs = {4, 5, 4, 3}, ws = {6, 5, 1, 1}, pad = 0, path = "separate"},
+  {xs = {3, 9, 11, 13}, ws = {12, 9, 1, 1}, stride = {2, 3}, pad = 0, path = "separate"},
+  {xs = {2, 4, 9, 9}, ws = {3, 4, 5, 5}, pad = 2, path = "separate"},
+}
+
+-- (with the masked path off: on AVX-512 builds it takes these 3x3 layers, each of its
+-- kernels reading dout once, and the one-pass direct backward serves the other builds)
+function TestConv2d:test_backward_both_paths()
+  with_masked(false, function()
+  for gi, c in ipairs(FUSED_GEOMS) do
+    lu.assertEquals(K.conv2d_path(c.xs, c.ws, c.stride or 1, c.pad).backward, c.path, "geometry " .. gi)
+  end
+  lu.assertEquals(K.conv2d_path({128, 16, 32, 32}, {16, 16, 3, 3}, 1, 1).backward, "direct-fused")
+  lu.assertEquals(K.conv2d_path({128, 64, 8, 8}, {64, 64, 3, 3}, 1, 1).backward, "direct-fused")
+  lu.assertEquals(K.conv2d_path({128, 16, 32, 32}, {32, 16, 3, 3}, 2, 1).backward, "separate")
+  end)
+  -- with it on, the masked kernels run one after the other
+  if sf.simd == "avx512" then
+    lu.assertEquals(K.conv2d_path({128, 16, 32, 32}, {16, 16, 3, 3}, 1, 1).backward, "separate")
+  end
+end
+
+-- the fused call against the separate ones, bit for bit, at 1, 2, 3 threads (dweight and
+-- dbias accumulated onto nonzero values with a scale); dinp and dbias the same bits at
+-- every thread count
+function TestConv2d:test_backward_same_bits_as_separate()
+  for _, masked in ipairs{false, true} do with_masked(masked, function()
+  local all = {}
+  for _, c in ipairs(CASES) do all[#all + 1] = {xs = c.x, ws = c.w, stride = c.stride, pad = c.pad} end
+  for _, c in ipairs(FUSED_GEOMS) do all[#all + 1] = c end
+  testutil.assert_same_bits_across_threads(function(rng)
+    local out = {}
+    for gi, c in ipairs(all) do
+      local st = c.stride or 1
+      local x, w = randn(c.xs, rng), randn(c.ws, rng)
+      local oshape = K.conv2d_forward(x, w, nil, st, c.pad):size()
+      local g = randn(oshape, rng)
+      local w0, b0 = randn(c.ws, rng), randn({c.ws[1]}, rng)
+      local tag = string.format("geometry %d (%s), %d threads", gi, K.conv2d_path(c.xs, c.ws, st, c.pad).backward,
+        sf.threads())
+      local dw1, db1 = w0:clone(), b0:clone()
+      K.conv2d_backward_weight(g, x, dw1, db1, st, c.pad, 0.5)
+      local dx1 = K.conv2d_backward_input(g, w, x, st, c.pad)
+      local dw2, db2 = w0:clone(), b0:clone()
+      local dx2 = K.conv2d_backward(g, w, x, dw2, db2, st, c.pad, 0.5, true)
+      lu.assertTrue(dx2:equal(dx1), tag .. ": dinp")
+      lu.assertTrue(dw2:equal(dw1), tag .. ": dweight")
+      lu.assertTrue(db2:equal(db1), tag .. ": dbias")
+      -- without the bias, without the input gradient, without the weight gradient
+      local dw3 = w0:clone()
+      lu.assertTrue(K.conv2d_backward(g, w, x, dw3, nil, st, c.pad, 0.5):equal(dx1), tag .. ": dinp, no bias")
+      lu.assertTrue(dw3:equal(dw1), tag .. ": dweight, no bias")
+      local dw4, db4 = w0:clone(), b0:clone()
+      lu.assertNil(K.conv2d_backward(g, w, x, dw4, db4, st, c.pad, 0.5, false))
+      lu.assertTrue(dw4:equal(dw1) and db4:equal(db1), tag .. ": weight gradients only")
+      local db5 = b0:clone()
+      lu.assertTrue(K.conv2d_backward(g, w, x, nil, db5, st, c.pad, 0.5):equal(dx1), tag .. ": dinp and dbias")
+      lu.assertTrue(db5:equal(db1), tag .. ": dbias without dweight")
+      out[#out + 1] = {tag:gsub(", %d threads", "") .. " dinp", dx2}
+      out[#out + 1] = {tag:gsub(", %d threads", "") .. " dbias", db2}
+    end
+    return out
+  end, 31)
+  end) end
+end
+
+-- against the naive reference too (a chunked batch on the fused path), and the counters
+-- of the two gradients it computes
+local function backward_naive_and_counters()
+  local rng = sf.rng(32)
+  local xs, ws = {11, 5, 8, 8}, {7, 5, 3, 3}
+  local x, w = randn(xs, rng), randn(ws, rng)
+  local _, oshape = ref_conv(flat(x), xs, flat(w), ws, nil, 1, 1)
+  local g = randn(oshape, rng)
+  local rdx, rdw, rdb = ref_conv_grads(flat(g), flat(x), xs, flat(w), ws, 1, 1)
+  K.reset_counters()
+  local dw, db = sf.zeros(ws), sf.zeros{7}
+  local dx = K.conv2d_backward(g, w, x, dw, db, 1, 1)
+  assert_near(dx, rdx, 1e-5, "dinp")
+  assert_near(dw, rdw, 1e-4, "dweight")
+  assert_near(db, rdb, 1e-5, "dbias")
+  local cnt = K.counters()
+  lu.assertEquals({cnt.conv_bwd_input, cnt.conv_bwd_weight}, {1, 1})
+  lu.assertNil(K.conv2d_backward(g, w, x, nil, nil, 1, 1, 1, false))
+  cnt = K.counters()
+  lu.assertEquals({cnt.conv_bwd_input, cnt.conv_bwd_weight}, {1, 1}, "nothing requested: no work, no count")
+  -- non-contiguous operands give the same bits
+  local xt = x:transpose(3, 4):clone():transpose(3, 4)
+  local gt = g:transpose(3, 4):clone():transpose(3, 4)
+  local dw2, db2 = sf.zeros(ws), sf.zeros{7}
+  lu.assertTrue(K.conv2d_backward(gt, w, xt, dw2, db2, 1, 1):equal(dx))
+  lu.assertTrue(dw2:equal(dw) and db2:equal(db))
+  -- an empty batch: an empty dinp, the gradients untouched
+  local dx0 = K.conv2d_backward(sf.zeros{0, 7, 8, 8}, w, sf.zeros{0, 5, 8, 8}, dw2, db2, 1, 1)
+  lu.assertEquals(dx0:size(), {0, 5, 8, 8})
+  lu.assertTrue(dw2:equal(dw) and db2:equal(db))
+end
+function TestConv2d:test_backward_against_naive_and_counters()
+  for _, masked in ipairs{false, true} do with_masked(masked, backward_naive_and_counters) end
+end
+
+function TestConv2d:test_backward_errors()
+  local x, w, g = sf.zeros{2, 3, 8, 8}, sf.zeros{4, 3, 3, 3}, sf.zeros{2, 4, 8, 8}
+  local dw, db = sf.zeros{4, 3, 3, 3}, sf.zeros{4}
+  local function err(msg, ...) lu.assertErrorMsgContains(msg, K.conv2d_backward, ...) end
+  err("conv2d_backward: argument #1 (dout) is nil, expected a tensor [N,K,OH,OW]", nil, w, x, dw, db, 1, 1)
+  err("conv2d_backward: argument #2 (weight) has shape [4,3,3], expected [K,C,R,S]", g, sf.zeros{4, 3, 3}, x, dw, db,
+    1, 1)
+  err("conv2d_backward: argument #3 (input) is table, expected a tensor [N,C,H,W]", g, w, {2, 3, 8, 8}, dw, db, 1, 1)
+  err("conv2d_backward: input has 5 channels but weight [4,3,3,3] expects 3", g, w, sf.zeros{2, 5, 8, 8}, dw, db, 1,
+    1)
+  err("conv2d_backward: argument #1 (dout) has shape [2,4,8,8], expected [2,4,6,6]", g, w, x, dw, db, 1, 0)
+  err("conv2d_backward: argument #4 (dweight) has shape [4,3,3,2], expected [4,3,3,3]", g, w, x, sf.zeros{4, 3, 3, 2},
+    db, 1, 1)
+  err("conv2d_backward: argument #4 (dweight) of shape [4,3,3,3] is not contiguous", g, w, x,
+    sf.zeros{4, 3, 3, 3}:transpose(3, 4), db, 1, 1)
+  err("conv2d_backward: argument #5 (dbias) has shape [3], expected [4] (weight [4,3,3,3])", g, w, x, dw,
+    sf.zeros{3}, 1, 1)
+  err("conv2d_backward: argument #5 (dbias) is string, expected a tensor [K]", g, w, x, dw, "b", 1, 1)
+  err("conv2d_backward: argument #6 (stride) is string, expected an integer or {h,w}", g, w, x, dw, db, "1", 1)
+  err("conv2d_backward: stride {0,0} must be positive", g, w, x, dw, db, 0, 1)
+  err("conv2d_backward: argument #8 (scale) is string, expected a number", g, w, x, dw, db, 1, 1, "x")
+  err("conv2d_backward: argument #4 shares storage with argument #1", g,  w, x,
+    g:view(-1):narrow(1, 1, 108):view{4, 3, 3, 3}, db, 1, 1)
+  err("conv2d_backward: argument #5 shares storage with argument #3", g, w, x, dw, x:view(-1):narrow(1, 1, 4), 1, 1)
+  err("conv2d_backward: argument #4 shares storage with argument #2", g, w, x, w, db, 1, 1)
+  -- a failed call leaves the gradients untouched
+  local dw0 = randn({4, 3, 3, 3}, sf.rng(33))
+  local keep = dw0:clone()
+  lu.assertFalse(pcall(K.conv2d_backward, g, w, x, dw0, sf.zeros{3}, 1, 1))
+  lu.assertTrue(dw0:equal(keep))
 end
 
 -- ---- linear ----

@@ -276,8 +276,9 @@ static void check_dout(lua_State *L, const char *fn, const sf_tensor *g, const i
 }
 
 /* K.conv2d_path(input_shape_or_tensor, weight_shape_or_tensor, stride = 1, pad = 0)
- * -> {forward = ..., backward_input = ..., backward_weight = ...}: the algorithm each
- * kernel uses for that geometry (see sf_conv2d_path), and for the direct paths
+ * -> {forward = ..., backward_input = ..., backward_weight = ..., backward = ...}: the
+ * algorithm each kernel uses for that geometry (see sf_conv2d_path; backward: how
+ * conv2d_backward runs both gradients), and for the direct paths
  * forward_tiles / backward_input_tiles: their register tile shapes (sf_conv2d_tiles) */
 static int l_conv2d_path(lua_State *L) {
   const char *fn = "conv2d_path";
@@ -289,9 +290,9 @@ static int l_conv2d_path(lua_State *L) {
                (lua_Integer)wsize[1]);
   sf_conv2d_shape s = {isize[0], isize[1], isize[2], isize[3], wsize[0], wsize[2], wsize[3], 0, 0, 0, 0, 0, 0, 1};
   conv_geometry(L, &s, 3, 4, fn);
-  lua_createtable(L, 0, 3);
-  static const char *const names[3] = {"forward", "backward_input", "backward_weight"};
-  for (int k = 0; k < 3; k++) {
+  lua_createtable(L, 0, 6);
+  static const char *const names[4] = {"forward", "backward_input", "backward_weight", "backward"};
+  for (int k = 0; k < 4; k++) {
     lua_pushstring(L, sf_conv2d_path(&s, k));
     lua_setfield(L, -2, names[k]);
   }
@@ -305,6 +306,15 @@ static int l_conv2d_path(lua_State *L) {
       lua_setfield(L, -2, tnames[k]);
     }
   }
+  return 1;
+}
+
+/* K.conv2d_masked([on]) -> whether the masked 3x3 path was on (false on builds without
+ * AVX-512); with a boolean, switches it for the calls that follow (tests, benchmarks) */
+static int l_conv2d_masked(lua_State *L) {
+  if (!lua_isnoneornil(L, 1) && !lua_isboolean(L, 1))
+    luaL_error(L, "conv2d_masked: argument #1 (on) is %s, expected a boolean or nil", luaL_typename(L, 1));
+  lua_pushboolean(L, sf_conv2d_masked_enable(lua_isnoneornil(L, 1) ? -1 : lua_toboolean(L, 1)));
   return 1;
 }
 
@@ -432,6 +442,56 @@ static int l_conv2d_backward_weight(lua_State *L) {
   lua_pushvalue(L, 3);
   lua_pushvalue(L, 4);
   return 2;
+}
+
+/* K.conv2d_backward(dout[N,K,OH,OW], weight[K,C,R,S], input[N,C,H,W], dweight[K,C,R,S]|nil,
+ * dbias[K]|nil, stride = 1, pad = 0, scale = 1, need_input = true) -> dinp or nil: both
+ * gradients at once (dweight, dbias accumulated as by conv2d_backward_weight; dinp fresh,
+ * as from conv2d_backward_input), in one pass over dout where the shape allows it */
+static int l_conv2d_backward(lua_State *L) {
+  const char *fn = "conv2d_backward";
+  char b1[SF_SHAPE_BUF], b2[SF_SHAPE_BUF];
+  sf_tensor *g = check_nd(L, 1, fn, "dout", 4, "[N,K,OH,OW]");
+  sf_tensor *w = check_nd(L, 2, fn, "weight", 4, "[K,C,R,S]");
+  sf_tensor *inp = check_nd(L, 3, fn, "input", 4, "[N,C,H,W]");
+  conv_channels(L, fn, inp->size, w);
+  sf_tensor *dw = opt_result(L, 4, fn, "dweight", 4, w->size), *db = NULL;
+  const int64_t bsize[1] = {w->size[0]};
+  if (!lua_isnoneornil(L, 5)) {
+    db = check_nd(L, 5, fn, "dbias", 1, "[K]");
+    if (db->size[0] != bsize[0])
+      luaL_error(L, "%s: argument #5 (dbias) has shape %s, expected [%I] (weight %s)", fn, sf_tshape(db, b1),
+                 (lua_Integer)bsize[0], sf_tshape(w, b2));
+    opt_result(L, 5, fn, "dbias", 1, bsize);
+  }
+  sf_conv2d_shape s = {inp->size[0], inp->size[1], inp->size[2], inp->size[3], w->size[0], w->size[2], w->size[3],
+                       0, 0, 0, 0, 0, 0, 1};
+  conv_geometry(L, &s, 6, 7, fn);
+  const int64_t osize[4] = {s.N, s.K, s.OH, s.OW};
+  check_dout(L, fn, g, osize);
+  const float scale = opt_scale(L, 8, fn);
+  const int need = lua_isnoneornil(L, 9) || lua_toboolean(L, 9);
+  no_alias(L, dw, 4, g, 1, fn);
+  no_alias(L, dw, 4, w, 2, fn);
+  no_alias(L, dw, 4, inp, 3, fn);
+  no_alias(L, db, 5, g, 1, fn);
+  no_alias(L, db, 5, w, 2, fn);
+  no_alias(L, db, 5, inp, 3, fn);
+  lua_settop(L, 9);
+  if (!need && !dw && !db) {
+    lua_pushnil(L);
+    return 1;
+  }
+  const sf_tensor *cg = dense(L, g), *cw = need ? dense(L, w) : NULL, *ci = dw ? dense(L, inp) : NULL;
+  sf_tensor *dinp = NULL;
+  if (need)
+    dinp = result(L, 10, NULL, 4, inp->size); /* fresh, on the top of the stack */
+  else
+    lua_pushnil(L);
+  if (need || dw) SFL_TRY(L, sf_conv2d_reserve(&s));
+  sf_conv2d_backward(dinp ? sf_tensor_data(dinp) : NULL, dw ? sf_tensor_data(dw) : NULL, db ? sf_tensor_data(db) : NULL,
+                     sf_tensor_data(cg), ci ? sf_tensor_data(ci) : NULL, cw ? sf_tensor_data(cw) : NULL, &s, scale);
+  return 1;
 }
 
 /* ---- pooling ---- */
@@ -615,8 +675,10 @@ static const luaL_Reg lib[] = {
     {"linear_backward_weight", l_linear_backward_weight},
     {"conv2d_forward", l_conv2d_forward},
     {"conv2d_path", l_conv2d_path},
+    {"conv2d_masked", l_conv2d_masked},
     {"conv2d_backward_input", l_conv2d_backward_input},
     {"conv2d_backward_weight", l_conv2d_backward_weight},
+    {"conv2d_backward", l_conv2d_backward},
     {"maxpool2d_forward", l_maxpool2d_forward},
     {"maxpool2d_backward", l_maxpool2d_backward},
     {"avgpool2d_forward", l_avgpool2d_forward},

@@ -4,7 +4,9 @@
  * - stride-2 forward: the same kernels over the padded input's four phase planes;
  * - 1x1 stride 1: one sgemm per image; 1x1 strided (ResNet shortcuts): subsampled planes;
  * - everything else (and compilers without vector extensions): im2col + one OpenBLAS
- *   sgemm per chunk of images, col2im for the input gradient. */
+ *   sgemm per chunk of images, col2im for the input gradient;
+ * - sf_conv2d_backward: both gradients of a stride-1 3x3 direct convolution in one pass
+ *   over dout (its padded planes are the weight gradient's wide layout). */
 #include <cblas.h>
 #include <limits.h>
 #include <stdio.h>
@@ -862,13 +864,38 @@ static int64_t direct_w_chunk(const direct_geom *g) {
   return b < 1 ? 1 : b > 32 ? 32 : b;
 }
 
+#if SF_DIRECT
+/* part [K*C*9] += the tiles of a chunk of nb images: dw + b*dstride + k*ldd holds image
+ * b's output gradient of channel k on the wide grid (Jw positions, zeros in the
+ * discarded columns and past J), pad + b*in_floats its padded input */
+static void direct_w_tiles(float *part, const float *dw, int64_t ldd, int64_t dstride, const float *pad,
+                           const direct_geom *g, int64_t nb) {
+  const int64_t C = g->Ci, K = g->Co, plane = g->cs, Jpad = g->Jw;
+  const int64_t *off = g->off;
+  for (int64_t c = 0; c < C; c++) {
+    int64_t k = 0;
+    for (; k + DWK <= K; k += DWK)
+      direct_wtile_full(part + (k * C + c) * 9, C, dw + k * ldd, ldd, dstride, pad + c * plane, g->in_floats, nb, Jpad,
+                        off);
+    /* the remainder channels: a pair shares its input loads (a single one is load-bound) */
+    if (DWK > 2 && K - k >= 2) {
+      direct_wtile_two(part + (k * C + c) * 9, C, dw + k * ldd, ldd, dstride, pad + c * plane, g->in_floats, nb, Jpad,
+                       off);
+      k += 2;
+    }
+    for (; k < K; k++)
+      direct_wtile_one(part + (k * C + c) * 9, C, dw + k * ldd, ldd, dstride, pad + c * plane, g->in_floats, nb, Jpad,
+                       off);
+  }
+}
+#endif
+
 /* images [n0, n1) into part [K*C*9] (zeroed here); pad (chunk x in_floats) and dwide
- * (chunk x K*Jpad): this thread's scratch */
+ * (chunk x K*Jw): this thread's scratch */
 static void direct_w_range(float *part, const float *dout, const float *inp, const direct_geom *g, int64_t n0,
                            int64_t n1, float *pad, float *dwide) {
 #if SF_DIRECT
-  const int64_t C = g->Ci, K = g->Co, plane = g->cs, Jpad = g->Jw, B = direct_w_chunk(g);
-  const int64_t *off = g->off;
+  const int64_t C = g->Ci, K = g->Co, Jpad = g->Jw, B = direct_w_chunk(g);
   row_zero(part, K * C * 9);
   for (int64_t i0 = n0; i0 < n1; i0 += B) {
     const int64_t nb = n1 - i0 < B ? n1 - i0 : B;
@@ -885,21 +912,7 @@ static void direct_w_range(float *part, const float *dout, const float *inp, con
         row_zero(row + g->J, Jpad - g->J);
       }
     }
-    for (int64_t c = 0; c < C; c++) {
-      int64_t k = 0;
-      for (; k + DWK <= K; k += DWK)
-        direct_wtile_full(part + (k * C + c) * 9, C, dwide + k * Jpad, Jpad, K * Jpad, pad + c * plane, g->in_floats,
-                          nb, Jpad, off);
-      /* the remainder channels: a pair shares its input loads (a single one is load-bound) */
-      if (DWK > 2 && K - k >= 2) {
-        direct_wtile_two(part + (k * C + c) * 9, C, dwide + k * Jpad, Jpad, K * Jpad, pad + c * plane, g->in_floats,
-                         nb, Jpad, off);
-        k += 2;
-      }
-      for (; k < K; k++)
-        direct_wtile_one(part + (k * C + c) * 9, C, dwide + k * Jpad, Jpad, K * Jpad, pad + c * plane, g->in_floats,
-                         nb, Jpad, off);
-    }
+    direct_w_tiles(part, dwide, Jpad, K * Jpad, pad, g, nb);
   }
 #else
   (void)part, (void)dout, (void)inp, (void)g, (void)n0, (void)n1, (void)pad, (void)dwide;
@@ -922,6 +935,94 @@ static void direct_w_part(void *ctx, int64_t lo, int64_t hi, int part) {
   SF_ASSERT(pad && buf);
   d->partial[part] = buf + B * g->Co * g->Jw;
   direct_w_range(d->partial[part], d->dout, d->inp, g, lo, hi, pad, buf);
+}
+
+/* ---- both gradients of a stride-1 3x3 convolution in one pass over dout ----
+ * The input gradient pads each image's dout into planes of rows OW + 2*pw' wide (pw' =
+ * S - 1 - pw, the flipped padding); with padding 1 that is Wq, the forward's wide grid,
+ * which is what the weight gradient wants dout on, with zeros in the discarded columns.
+ * Read from its row ph' and column pw', the padded plane is that layout: the discarded
+ * columns of a row are its right padding and the next row's left padding, and the
+ * positions J..Jw past the last row are the bottom padding, then the next channel's top
+ * padding (or the zeroed slack after the last channel). So each image's dout is padded
+ * once, for both: the input gradient's tiles run on it, and the weight gradient's tiles
+ * read it in place of the copy (dwide) that its separate kernel makes. The parts, chunks
+ * and sums are those of the separate kernels, so the results have the same bits. */
+#define FUSED_ALIGN 16 /* floats: 64 bytes */
+typedef struct {
+  direct_geom f, b; /* the forward's geometry (the weight gradient's), the input gradient's */
+  int64_t base;     /* where the wide layout starts in a padded dout channel */
+  int64_t lead;     /* where the padded images start in a part's second scratch: past the
+                       wide rows and the partials, shifted for base to be aligned */
+  int64_t floats2;  /* that scratch: wide [C, Jpad'], partials [K*C*9], padded dout [B, in'] */
+} fused_geom;
+
+static int fused_geom_init(fused_geom *u, const sf_conv2d_shape *s) {
+  if (!SF_DIRECT || !direct_ok(s) || !direct_w_ok(s)) return 0;
+  direct_fwd_geom(&u->f, s);
+  direct_bwd_geom(&u->b, s);
+  const direct_geom *f = &u->f;
+  direct_geom *b = &u->b;
+  /* the padded dout's channels (and images) a multiple of 64 bytes apart, and the
+   * buffer shifted so that each channel's wide layout starts on a cache line: the weight
+   * gradient's loads of dout then never straddle two lines, as in its own dwide
+   * (bench_kernels, 64->64 on 8x8: straddling, the one pass was 2-5% slower than the
+   * two kernels; aligned, 5-10% faster); the input gradient's tiles take any stride */
+  const int64_t cs = (b->plane + FUSED_ALIGN - 1) / FUSED_ALIGN * FUSED_ALIGN;
+  int64_t in = b->in_floats + (b->Ci - 1) * (cs - b->cs);
+  if (in < b->Ci * cs) in = b->Ci * cs;
+  b->cs = cs, b->in_floats = (in + FUSED_ALIGN - 1) / FUSED_ALIGN * FUSED_ALIGN;
+  u->base = b->ph * b->Wq + b->pw;
+  const int64_t npart = (f->Co * f->Ci * 9 + FUSED_ALIGN - 1) / FUSED_ALIGN * FUSED_ALIGN;
+  u->lead = b->Co * b->Jpad + npart + (FUSED_ALIGN - u->base % FUSED_ALIGN) % FUSED_ALIGN;
+  u->floats2 = u->lead + direct_w_chunk(f) * b->in_floats;
+  /* rows of dout as wide as the wide grid's (then the Wq - OW = 2*pw' columns between
+   * them are padding) */
+  if (b->st != 1 || b->Wq != f->Wq || b->Hi != f->OH || b->Wi != f->OW) return 0;
+  /* the tail [J, Jw) from row ph' + OH, column pw': 2*ph' rows of zeros and the (zeroed)
+   * gap between the channels before the next channel's first value; the last channel's
+   * within the zeroed slack */
+  if (f->Jw - f->J > 2 * b->ph * b->Wq + b->cs - b->plane) return 0;
+  return (b->Ci - 1) * b->cs + u->base + f->Jw <= b->in_floats;
+}
+
+typedef struct {
+  float *dinp;
+  const float *dout, *inp, *wp; /* wp: the input gradient's packed (flipped) weights */
+  const fused_geom *u;
+  float *partial[256];
+} fused_ctx;
+
+static void fused_part(void *ctx, int64_t lo, int64_t hi, int part) {
+#if SF_DIRECT
+  fused_ctx *d = ctx;
+  const direct_geom *f = &d->u->f, *b = &d->u->b;
+  const int64_t C = f->Ci, K = f->Co, B = direct_w_chunk(f), HW = f->Hi * f->Wi, P = f->OH * f->OW;
+  float *pin = sf_scratch((size_t)(B * f->in_floats));
+  float *wide = sf_scratch2((size_t)d->u->floats2); /* wide, partials, padded dout */
+  SF_ASSERT(pin && wide); /* reserved by the caller through sf_conv2d_reserve */
+  float *acc = wide + C * b->Jpad, *pdo = wide + d->u->lead;
+  d->partial[part] = acc;
+  row_zero(acc, K * C * 9);
+  for (int64_t i0 = lo; i0 < hi; i0 += B) {
+    const int64_t nb = hi - i0 < B ? hi - i0 : B;
+    for (int64_t i = 0; i < nb; i++) {
+      const int64_t n = i0 + i;
+      float *pd = pdo + i * b->in_floats, *dx = d->dinp + n * C * HW;
+      direct_pad(pd, d->dout + n * K * P, b);
+      for (int64_t k = 0; k < K; k++) row_zero(pd + k * b->cs + b->plane, b->cs - b->plane);
+      direct_tiles(wide, b->Jpad, pd, b->cs, d->wp, C, K, b->off, b->R * b->S, b->Jpad, b->kind);
+      for (int64_t c = 0; c < C; c++)
+        for (int64_t y = 0; y < b->OH; y++)
+          row_copy(dx + (c * b->OH + y) * b->OW, wide + c * b->Jpad + y * b->Wq, b->OW);
+      direct_pad(pin + i * f->in_floats, d->inp + n * C * HW, f);
+    }
+    direct_w_tiles(acc, pdo + d->u->base, b->cs, b->in_floats, pin, f, nb);
+  }
+#else
+  (void)ctx, (void)lo, (void)hi, (void)part;
+  SF_ASSERT(0);
+#endif
 }
 
 /* ---- strided 1x1 convolutions (ResNet shortcuts) ----
@@ -1069,6 +1170,8 @@ static void reserve_part(void *ctx, int64_t lo, int64_t hi, int part) {
       if (B * f.Co * f.Jw + s->K * s->C * 9 > n2) n2 = B * f.Co * f.Jw + s->K * s->C * 9;
     }
   }
+  fused_geom u;
+  if (fused_geom_init(&u, s) && u.floats2 > n2) n2 = u.floats2; /* its n1: the weight gradient's, above */
   if (direct_ok(s)) {
     direct_geom g;
     direct_bwd_geom(&g, s);
@@ -1298,6 +1401,21 @@ void sf_conv2d_forward_stats(float *out, float *stats, const float *inp, const f
   sf_parallel_for_blas(parts, N, fwd_part, &c);
 }
 
+/* The input gradient is a convolution of dout (K channels) with the flipped kernel,
+ * channels swapped: returns wp[((k*R + r)*S + q)*C + c] = weight[k][c][R-1-r][S-1-q], in
+ * the calling thread's scratch3 */
+static const float *pack_flipped(const float *weight, const sf_conv2d_shape *s) {
+  const int64_t K = s->K, C = s->C, R = s->R, S = s->S;
+  float *wp = sf_scratch3((size_t)(K * C * R * S));
+  SF_ASSERT(wp); /* reserved by the caller through sf_conv2d_reserve */
+  for (int64_t k = 0; k < K; k++)
+    for (int64_t c = 0; c < C; c++)
+      for (int64_t r = 0; r < R; r++)
+        for (int64_t q = 0; q < S; q++)
+          wp[((k * R + r) * S + q) * C + c] = weight[((k * C + c) * R + (R - 1 - r)) * S + (S - 1 - q)];
+  return wp;
+}
+
 void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weight, const sf_conv2d_shape *s) {
   if (!dinp) return;
   sf_nn_count(SF_K_CONV_BWD_INPUT);
@@ -1318,16 +1436,7 @@ void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weigh
     return;
   }
   if (direct_ok(s)) {
-    /* a convolution of dout (K channels) with the flipped kernel, channels swapped:
-     * wp[((k*R + r)*S + q)*C + c] = weight[k][c][R-1-r][S-1-q] */
-    const int64_t R = s->R, S = s->S;
-    float *wp = sf_scratch3((size_t)(K * C * R * S));
-    SF_ASSERT(wp);
-    for (int64_t k = 0; k < K; k++)
-      for (int64_t c = 0; c < C; c++)
-        for (int64_t r = 0; r < R; r++)
-          for (int64_t q = 0; q < S; q++)
-            wp[((k * R + r) * S + q) * C + c] = weight[((k * C + c) * R + (R - 1 - r)) * S + (S - 1 - q)];
+    const float *wp = pack_flipped(weight, s);
     if (masked_ok(s) && sf_conv2d_masked_run(dinp, dout, wp, N, K, C, s->H, s->W, NULL, NULL, 0, NULL, parts) == 0)
       return;
     direct_geom g;
@@ -1393,18 +1502,21 @@ static void add_partials(float *dweight, float *const *partial, int parts, int64
   }
 }
 
+/* dbias += scale * the sums of dout: channels are independent sums, split over them (the
+ * result is the serial one) */
+static void bias_run(float *dbias, const float *dout, const sf_conv2d_shape *s, float scale) {
+  const int64_t K = s->K, P = s->OH * s->OW, per = s->N * P;
+  bias_ctx b = {dbias, dout, s->N, K, P, scale};
+  sf_parallel_for(sf_parallel_parts(K, per >= 65536 ? 1 : 65536 / (per > 0 ? per : 1)), K, bias_part, &b);
+}
+
 void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, const float *inp,
                                const sf_conv2d_shape *s, float scale) {
   if (!dweight && !dbias) return;
   sf_nn_count(SF_K_CONV_BWD_WEIGHT);
   const int64_t N = s->N, C = s->C, K = s->K, CRS = s->C * s->R * s->S, P = s->OH * s->OW, HW = s->H * s->W;
   if (N == 0) return;
-  if (dbias) {
-    /* channels are independent sums: split over them (the result is the serial one) */
-    bias_ctx b = {dbias, dout, N, K, P, scale};
-    const int64_t per = N * P;
-    sf_parallel_for(sf_parallel_parts(K, per >= 65536 ? 1 : 65536 / (per > 0 ? per : 1)), K, bias_part, &b);
-  }
+  if (dbias) bias_run(dbias, dout, s, scale);
   if (!dweight) return;
   sf_threads_ensure();
   if (is_pointwise(s)) {
@@ -1454,6 +1566,29 @@ void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, 
       for (int p = 0; p < parts; p++) t += c.partial[p][j * K + k];
       dweight[k * CRS + j] += scale * t;
     }
+}
+
+void sf_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                        const float *weight, const sf_conv2d_shape *s, float scale) {
+  fused_geom u;
+  /* the masked kernels (AVX-512) read dout and the input unpadded, each once: nothing to share */
+  if (!dinp || !dweight || masked_ok(s) || !fused_geom_init(&u, s)) {
+    sf_conv2d_backward_weight(dweight, dbias, dout, inp, s, scale);
+    sf_conv2d_backward_input(dinp, dout, weight, s);
+    return;
+  }
+  sf_nn_count(SF_K_CONV_BWD_WEIGHT);
+  sf_nn_count(SF_K_CONV_BWD_INPUT);
+  if (s->N == 0) return;
+  if (dbias) bias_run(dbias, dout, s, scale);
+  sf_threads_ensure();
+  const int parts = conv_parts(s);
+  fused_ctx d = {.dinp = dinp, .dout = dout, .inp = inp, .wp = pack_flipped(weight, s), .u = &u};
+  if (parts == 1)
+    fused_part(&d, 0, s->N, 0);
+  else
+    sf_parallel_for(parts, s->N, fused_part, &d);
+  add_partials(dweight, d.partial, parts, s->K * s->C * 9, scale);
 }
 
 /* Per-example moments: per image, its columns (im2col) and one sgemm
@@ -1525,6 +1660,10 @@ void sf_conv2d_tiles(char *buf, size_t n, const sf_conv2d_shape *s, int kernel) 
 }
 
 const char *sf_conv2d_path(const sf_conv2d_shape *s, int kernel) {
+  if (kernel == 3) {
+    fused_geom u;
+    return !masked_ok(s) && fused_geom_init(&u, s) ? "direct-fused" : "separate";
+  }
   if (is_pointwise(s)) return "pointwise";
   if (is_strided_pointwise(s)) return "strided-pointwise";
   switch (kernel) {

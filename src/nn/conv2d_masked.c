@@ -162,9 +162,16 @@ static void mpart(void *ctx, int64_t lo, int64_t hi, int part) {
   }
 }
 
+static int masked_on = 1;
+
+int sf_conv2d_masked_enable(int on) {
+  if (on < 0) return __atomic_load_n(&masked_on, __ATOMIC_RELAXED);
+  return __atomic_exchange_n(&masked_on, on != 0, __ATOMIC_RELAXED);
+}
+
 int sf_conv2d_masked_ok(int64_t H, int64_t W, int64_t R, int64_t S, int64_t stride_h, int64_t stride_w,
                         int64_t pad_h, int64_t pad_w) {
-  return R == 3 && S == 3 && stride_h == 1 && stride_w == 1 && pad_h == 1 && pad_w == 1 && H >= 1 && W >= 1;
+  return __atomic_load_n(&masked_on, __ATOMIC_RELAXED) && R == 3 && S == 3 && stride_h == 1 && stride_w == 1 && pad_h == 1 && pad_w == 1 && H >= 1 && W >= 1;
 }
 
 /* g's geometry and mask table (malloc'ed; freed by the caller) for Ci input planes of
@@ -314,6 +321,11 @@ int sf_conv2d_masked_kind(int64_t P, int64_t Co, int *kb, int *nv) {
 }
 
 #else
+
+int sf_conv2d_masked_enable(int on) {
+  (void)on;
+  return 0;
+}
 
 int sf_conv2d_masked_ok(int64_t H, int64_t W, int64_t R, int64_t S, int64_t stride_h, int64_t stride_w,
                         int64_t pad_h, int64_t pad_w) {

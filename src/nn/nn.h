@@ -78,11 +78,16 @@ int sf_conv2d_reserve(const sf_conv2d_shape *s);
  * users): "direct" (stride-1 register tiles on padded planes), "direct-phase" (stride 2
  * through phase planes, forward only), "pointwise" (1x1 stride 1: one sgemm per image),
  * "strided-pointwise" (1x1 strided: subsampled planes), "im2col" (columns + sgemm).
- * kernel: 0 forward, 1 input gradient, 2 weight gradient. */
+ * kernel: 0 forward, 1 input gradient, 2 weight gradient; 3 both gradients through
+ * sf_conv2d_backward: "direct-fused" (one pass over dout) or "separate" (the two kernels). */
 const char *sf_conv2d_path(const sf_conv2d_shape *s, int kernel);
 /* the register tile shapes of the direct paths for kernel 0 (forward) or 1 (input
  * gradient), e.g. "8x3" or "8x2,16x1"; "" when that kernel takes another path */
 void sf_conv2d_tiles(char *buf, size_t n, const sf_conv2d_shape *s, int kernel);
+/* Switches the masked 3x3 path ("direct-masked", AVX-512 builds only) on or off for the
+ * calls that follow (on by default; on < 0 only asks); returns the previous setting
+ * (always 0 without AVX-512). For tests and benchmarks: off, those layers take the padded direct path. */
+int sf_conv2d_masked_enable(int on);
 /* images per sgemm in the im2col path (for tests and benchmarks) */
 int64_t sf_conv2d_chunk_images(const sf_conv2d_shape *s);
 /* out[N,K,OH,OW] = conv(inp[N,C,H,W], weight[K,C,R,S]) + bias[K] (bias may be NULL) */
@@ -103,6 +108,13 @@ void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weigh
 /* dweight[K,C,R,S] += scale * gradient; dbias[K] += scale * sum of dout over N, OH, OW */
 void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, const float *inp,
                                const sf_conv2d_shape *s, float scale);
+
+/* Both gradients: the same results, bit for bit, as sf_conv2d_backward_weight(dweight,
+ * dbias, dout, inp, s, scale) and sf_conv2d_backward_input(dinp, dout, weight, s) (any of
+ * dinp, dweight, dbias may be NULL), in one pass over dout and inp when both dinp and
+ * dweight are wanted on a stride-1 3x3 direct path (sf_conv2d_path kernel 3) */
+void sf_conv2d_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                        const float *weight, const sf_conv2d_shape *s, float scale);
 
 /* ---- pooling (pool.c), NCHW, floor output sizes (PyTorch's ceil_mode = False) ---- */
 typedef struct sf_pool2d_shape {

@@ -70,6 +70,13 @@ static void run_sgemm(bcase *k) {
 static void run_conv_fwd(bcase *k) { sf_conv2d_forward(k->c, k->a, k->b, NULL, &k->cs); }
 static void run_conv_bwd_in(bcase *k) { sf_conv2d_backward_input(k->a, k->c, k->b, &k->cs); }
 static void run_conv_bwd_w(bcase *k) { sf_conv2d_backward_weight(k->d, NULL, k->c, k->a, &k->cs, 1.0f); }
+/* both gradients: the two kernels one after the other, and sf_conv2d_backward (dinp into
+ * its own buffer e: the input is read after the first image's dinp is written) */
+static void run_conv_bwd_sep(bcase *k) {
+  sf_conv2d_backward_weight(k->d, NULL, k->c, k->a, &k->cs, 1.0f);
+  sf_conv2d_backward_input(k->e, k->c, k->b, &k->cs);
+}
+static void run_conv_bwd(bcase *k) { sf_conv2d_backward(k->e, k->d, NULL, k->c, k->a, k->b, &k->cs, 1.0f); }
 static void run_softmax(bcase *k) {
   if (sf_softmax(&k->ty, &k->tx, 1, k->which)) abort();
 }
@@ -94,7 +101,7 @@ static void run_ce(bcase *k) {
   if (sf_cross_entropy(&l, k->c, k->a, k->tgt, k->M, k->D, 0.0f, 1.0f)) abort();
 }
 
-#define MAXC 64
+#define MAXC 96
 static bcase cases[MAXC];
 static int ncase;
 
@@ -115,16 +122,17 @@ static void add_conv(int64_t N, int64_t C, int64_t H, int64_t K, int64_t R, int6
   const double fl = 2.0 * (double)(N * K * s.OH * s.OW) * (double)(C * R * R);
   float *x = randbuf((size_t)(N * C * H * H), g), *w = randbuf((size_t)(K * C * R * R), g);
   float *y = randbuf((size_t)(N * K * s.OH * s.OW), g), *dw = randbuf((size_t)(K * C * R * R), g);
+  float *dx = randbuf((size_t)(N * C * H * H), g);
   char nm[64];
-  const char *what[3] = {"fwd", "bwd_in", "bwd_w"};
-  void (*fn[3])(bcase *) = {run_conv_fwd, run_conv_bwd_in, run_conv_bwd_w};
-  for (int i = 0; i < 3; i++) {
+  const char *what[5] = {"fwd", "bwd_in", "bwd_w", "bwd_in+w", sf_conv2d_path(&s, 3)};
+  void (*fn[5])(bcase *) = {run_conv_fwd, run_conv_bwd_in, run_conv_bwd_w, run_conv_bwd_sep, run_conv_bwd};
+  for (int i = 0; i < 5; i++) {
     snprintf(nm, sizeof nm, "conv [%lld,%lld,%lld,%lld] %lld->%lld %lldx%lld/%lld %s", (long long)N, (long long)C,
              (long long)H, (long long)H, (long long)C, (long long)K, (long long)R, (long long)R, (long long)stride,
              what[i]);
-    bcase *k = add(nm, fn[i], fl);
+    bcase *k = add(nm, fn[i], i >= 3 ? 2 * fl : fl);
     k->cs = s;
-    k->a = x, k->b = w, k->c = y, k->d = dw;
+    k->a = x, k->b = w, k->c = y, k->d = dw, k->e = dx;
   }
   /* the same product as one sgemm [K, CRS] @ [CRS, N*P]: the rate to compare with */
   snprintf(nm, sizeof nm, "  sgemm %lldx%lldx%lld (same flops)", (long long)K, (long long)(C * R * R),

@@ -156,9 +156,9 @@ return function(nn, sf)
   function Conv2d:backward(input, gradOutput, need)
     if self._s_moments then self:moments(input, gradOutput, self._s_moments) end
     local dw, db = grad_if(self, "weight"), grad_if(self, "bias")
-    if dw or db then K.conv2d_backward_weight(gradOutput, input, dw, db, self.stride, self.padding, 1) end
-    if need == false then self.gradInput = nil; return nil end
-    self.gradInput = K.conv2d_backward_input(gradOutput, self.weight, input, self.stride, self.padding)
+    -- both gradients from one pass over gradOutput where the shape allows it
+    self.gradInput = K.conv2d_backward(gradOutput, self.weight, input, dw, db, self.stride, self.padding, 1,
+      need ~= false)
     return self.gradInput
   end
 
