@@ -386,11 +386,15 @@ for _, kind in ipairs{"BasicBlock", "PreActBlock"} do
         local cout, stride = proj and 4 or 2, proj and 2 or 1
         local m = nn[kind](2, cout, stride, {norm = norm, gn_groups = 2, rng = r})
         lu.assertEquals(m:child("shortcut") ~= nil, proj)
-        -- small planes: few ReLU units, so few kinks within reach of the step
+        -- small planes: few ReLU units, so few kinks within reach of the step. GroupNorm
+        -- blocks get a larger step: some of their weight gradients are ~0.04 against a loss
+        -- scale of ~20, and at a step of 1e-3 the float32 rounding of the forward moved the
+        -- central difference by up to 5% (it differed between -O0 and -O2 builds; the
+        -- analytic gradients agree to 1e-6). At 3e-3 it is within 1%.
         local x = sf.randn({2, 2, 5, 3}, r)
         local y = m:forward(x)
         lu.assertEquals(shape_of(y), {2, cout, proj and 3 or 5, proj and 2 or 3})
-        check(m, x, {title = kind .. " " .. norm .. (proj and " projection" or ""), eps = 1e-3})
+        check(m, x, {title = kind .. " " .. norm .. (proj and " projection" or ""), eps = norm == "gn" and 3e-3 or 1e-3})
       end
     end
   end

@@ -246,11 +246,15 @@ static void col2im(float *img, const float *col, int64_t ld, const sf_conv2d_sha
 typedef float dvec __attribute__((vector_size(DVW * sizeof(float))));
 typedef float dvec_u __attribute__((vector_size(DVW * sizeof(float)), aligned(4), may_alias));
 /* GCC contracts a*b+c into an FMA only with -ffp-contract=fast, which ISO C mode turns
- * off; the direct kernels ask for it (their sums are in a fixed order either way) */
+ * off; the direct kernels ask for it (their sums are in a fixed order either way), so
+ * that they compute what the masked kernels' explicit FMAs do, bit for bit. An
+ * unoptimised build contracts nothing: there they are optimised anyway. */
 #if defined(__clang__)
 #define DIRECT_FN static
-#else
+#elif defined(__OPTIMIZE__)
 #define DIRECT_FN static __attribute__((optimize("fp-contract=fast")))
+#else
+#define DIRECT_FN static __attribute__((optimize("O2", "fp-contract=fast")))
 #endif
 #else
 #define SF_DIRECT 0
