@@ -399,6 +399,11 @@ function TestConv2d:test_forward_stats()
     K.conv2d_forward, x, w, nil, 1, 1, nil, nil, nil, sf.zeros{2, 4, 3})
   lu.assertErrorMsgContains("conv2d_forward: argument #9 (stats) is", K.conv2d_forward, x, w, nil, 1, 1, nil, nil,
     nil, "yes")
+  lu.assertErrorMsgContains("conv2d_forward: argument #9 (stats) of shape [2,4,2] is not contiguous",
+    K.conv2d_forward, x, w, nil, 1, 1, nil, nil, nil, sf.zeros{2, 2, 4}:transpose(2, 3))
+  -- an empty batch: empty output and statistics
+  local o0, s0 = K.conv2d_forward(sf.zeros{0, 3, 6, 6}, w, nil, 1, 1, nil, nil, nil, true)
+  lu.assertEquals({o0:size(), s0:size()}, {{0, 4, 6, 6}, {0, 4, 2}})
   local buf = sf.zeros(72)
   lu.assertErrorMsgContains("conv2d_forward: argument #9 shares storage with argument #1", K.conv2d_forward,
     buf:view(2, 4, 3, 3), sf.zeros{4, 4, 3, 3}, nil, 1, 1, nil, nil, nil, buf:narrow(1, 1, 16):view(2, 4, 2))
