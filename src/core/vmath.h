@@ -23,7 +23,11 @@
 #if defined(__FMA__)
 #define MADD_(a, b, c) fmaf(a, b, c) /* one instruction here; ISO C mode does not contract */
 #else
-#define MADD_(a, b, c) ((a) * (b) + (c))
+/* without FMA (an SSE2-only build): the float product is exact in double and the sum is
+ * rounded once there, then to float, which is as good as an FMA for these polynomials
+ * (two roundings per step in float left exp at 1.15 ulp and erf at 1.23); libm's fmaf
+ * would be a slow software call */
+#define MADD_(a, b, c) ((float)((double)(a) * (double)(b) + (double)(c)))
 #endif
 static inline float bits2f_(uint32_t i) {
   float f;
