@@ -50,7 +50,10 @@ static inline __attribute__((always_inline)) void mtile(float *restrict o, const
                                                         int64_t k0, const mepi *e, const float *restrict res,
                                                         const int nk, const int nv) {
   __m512 acc[16][3];
+  /* every loop over the accumulators fully unrolled: otherwise GCC keeps them in memory */
+#pragma GCC unroll 16
   for (int k = 0; k < nk; k++)
+#pragma GCC unroll 3
     for (int v = 0; v < nv; v++) acc[k][v] = _mm512_setzero_ps();
   const int64_t Co = g->Co, P = g->P;
   const __mmask16 *m = g->mask + (j0 / MV) * 9;
@@ -61,9 +64,12 @@ static inline __attribute__((always_inline)) void mtile(float *restrict o, const
     for (int t = 0; t < 9; t++) {
       const float *ip = ic + g->off[t];
       __m512 x[3];
+#pragma GCC unroll 3
       for (int v = 0; v < nv; v++) x[v] = _mm512_maskz_loadu_ps(m[v * 9 + t], ip + v * MV);
+#pragma GCC unroll 16
       for (int k = 0; k < nk; k++) {
         const __m512 b = _mm512_set1_ps(wc[t * Co + k]);
+#pragma GCC unroll 3
         for (int v = 0; v < nv; v++) acc[k][v] = _mm512_fmadd_ps(b, x[v], acc[k][v]);
       }
     }
@@ -72,6 +78,7 @@ static inline __attribute__((always_inline)) void mtile(float *restrict o, const
   for (int v = 0; v < nv; v++) {
     const int64_t j = j0 + v * MV;
     const __mmask16 keep = P - j >= MV ? (__mmask16)0xFFFF : P - j <= 0 ? 0 : (__mmask16)((1u << (P - j)) - 1u);
+#pragma GCC unroll 16
     for (int k = 0; k < nk; k++) {
       __m512 y = acc[k][v];
       if (e->bias) y = _mm512_add_ps(y, _mm512_set1_ps(e->bias[k0 + k]));
