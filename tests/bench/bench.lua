@@ -169,8 +169,10 @@ local function machine()
   local ncpu = tonumber(p:read("l"))
   p:close()
   local sf = require "surgft"
+  -- the kernels' vector ISA and whether the masked 3x3 path is on: the conv numbers of
+  -- an AVX-512 build and of an AVX2 one (or with K.conv2d_masked(false)) differ
   return {cpu = cpu, cores = ncpu, surgft = sf.version, blas = sf.blas_config and sf.blas_config() or "?",
-          date = os.date("!%Y-%m-%dT%H:%M:%SZ")}
+          simd = sf.simd, masked_conv = sf.kernels.conv2d_masked(), date = os.date("!%Y-%m-%dT%H:%M:%SZ")}
 end
 
 local have_torch = O.torch and os.execute(sh_quote(PYTHON) .. " -c 'import torch' 2>/dev/null") == true
@@ -410,8 +412,9 @@ local torch_version
 for _, x in ipairs(raw) do torch_version = torch_version or x.torch end
 local doc = {}
 doc[#doc + 1] = string.format("# surgft vs PyTorch%s\n", O.quick and " (quick smoke run)" or "")
-doc[#doc + 1] = string.format("%s, %d cores; surgft %s (%s); %s; %s; batch 128; %d repeat(s), interleaved; " ..
-  "medians over up to %d timed runs per row; wall time %.0f s.\n", M.cpu, M.cores or 0, M.surgft, M.blas,
+doc[#doc + 1] = string.format("%s, %d cores; surgft %s (%s kernels%s; %s); %s; %s; batch 128; %d repeat(s), " ..
+  "interleaved; medians over up to %d timed runs per row; wall time %.0f s.\n", M.cpu, M.cores or 0, M.surgft,
+  M.simd or "?", M.masked_conv and ", masked 3x3 convolutions" or "", M.blas,
   have_torch and string.format("PyTorch %s with OMP_WAIT_POLICY=PASSIVE, best of NCHW/channels_last per row",
     torch_version or "?") or torch_note, M.date, P.repeats, P.repeats * P.samples, wall)
 -- how much CPU the workers got: at 1 thread a quiet machine gives ~1.0 CPU s per wall s;
