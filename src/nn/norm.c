@@ -164,28 +164,35 @@ static void channel_stats(const bn_ctx *q, int64_t c, double *mean, double *m2) 
   *m2 = s2;
 }
 
+/* Channel c's batch statistics (merged from its rows), saved and folded into the running
+ * ones; *a, *b: the affine map of its apply pass */
+static void channel_finish(const bn_ctx *q, int64_t c, float *a, float *b) {
+  const int64_t M = q->N * q->HW; /* values per channel */
+  double mean, ss;
+  channel_stats(q, c, &mean, &ss);
+  const float mf = (float)mean;
+  const double var = M > 0 ? ss / (double)M : 0.0;
+  const double invstd = 1.0 / sqrt(var + (double)q->eps);
+  if (q->save_mean) q->save_mean[c] = mf;
+  if (q->save_invstd) q->save_invstd[c] = (float)invstd;
+  if (q->running_mean && q->running_var) {
+    /* PyTorch updates the running variance with the unbiased estimate */
+    const double unbiased = M > 1 ? ss / (double)(M - 1) : var;
+    const double mo = (double)q->momentum;
+    q->running_mean[c] = (float)((1.0 - mo) * (double)q->running_mean[c] + mo * mean);
+    q->running_var[c] = (float)((1.0 - mo) * (double)q->running_var[c] + mo * unbiased);
+  }
+  bn_coefs(q->gamma, q->beta, c, mf, (float)invstd, a, b);
+}
+
 static void bn_train_part(void *ctx, int64_t c0, int64_t c1, int part) {
   (void)part;
   const bn_ctx *q = ctx;
-  const int64_t N = q->N, C = q->C, HW = q->HW, M = N * HW; /* values per channel */
+  const int64_t N = q->N, C = q->C, HW = q->HW;
   const float *inp = q->inp;
   for (int64_t c = c0; c < c1; c++) {
-    double mean, ss;
-    channel_stats(q, c, &mean, &ss);
-    const float mf = (float)mean;
-    const double var = M > 0 ? ss / (double)M : 0.0;
-    const double invstd = 1.0 / sqrt(var + (double)q->eps);
-    if (q->save_mean) q->save_mean[c] = mf;
-    if (q->save_invstd) q->save_invstd[c] = (float)invstd;
-    if (q->running_mean && q->running_var) {
-      /* PyTorch updates the running variance with the unbiased estimate */
-      const double unbiased = M > 1 ? ss / (double)(M - 1) : var;
-      const double mo = (double)q->momentum;
-      q->running_mean[c] = (float)((1.0 - mo) * (double)q->running_mean[c] + mo * mean);
-      q->running_var[c] = (float)((1.0 - mo) * (double)q->running_var[c] + mo * unbiased);
-    }
     float a, b;
-    bn_coefs(q->gamma, q->beta, c, mf, (float)invstd, &a, &b);
+    channel_finish(q, c, &a, &b);
     for (int64_t n = 0; n < N; n++)
       if (q->relu)
         row_affine_relu(q->out + (n * C + c) * HW, inp + (n * C + c) * HW, HW, a, b);
@@ -270,7 +277,7 @@ static void img_rowsum_part(void *ctx, int64_t n0, int64_t n1, int part) {
 /* The training forward image by image; 0, or -1 (nothing done) when a table cannot be
  * allocated: the caller then takes the channel loops. */
 static int bn_train_images(bn_ctx *q) {
-  const int64_t N = q->N, C = q->C, HW = q->HW, M = N * HW;
+  const int64_t N = q->N, C = q->C, HW = q->HW;
   if (HW < IMAGE_MAJOR_HW) return -1;
   float *coef = malloc((size_t)(C * 5) * sizeof *coef);
   float *own = q->stats ? NULL : malloc((size_t)(N * C * 2) * sizeof *own);
@@ -285,22 +292,7 @@ static int bn_train_images(bn_ctx *q) {
     sf_parallel_for(parts, N, img_rowstat_part, &m);
     q->stats = own;
   }
-  for (int64_t c = 0; c < C; c++) {
-    double mean, ss;
-    channel_stats(q, c, &mean, &ss);
-    const float mf = (float)mean;
-    const double var = M > 0 ? ss / (double)M : 0.0;
-    const double invstd = 1.0 / sqrt(var + (double)q->eps);
-    if (q->save_mean) q->save_mean[c] = mf;
-    if (q->save_invstd) q->save_invstd[c] = (float)invstd;
-    if (q->running_mean && q->running_var) {
-      const double unbiased = M > 1 ? ss / (double)(M - 1) : var;
-      const double mo = (double)q->momentum;
-      q->running_mean[c] = (float)((1.0 - mo) * (double)q->running_mean[c] + mo * mean);
-      q->running_var[c] = (float)((1.0 - mo) * (double)q->running_var[c] + mo * unbiased);
-    }
-    bn_coefs(q->gamma, q->beta, c, mf, (float)invstd, &coef[c * 5], &coef[c * 5 + 1]);
-  }
+  for (int64_t c = 0; c < C; c++) channel_finish(q, c, &coef[c * 5], &coef[c * 5 + 1]);
   sf_parallel_for(parts, N, img_apply_part, &m);
   free(coef);
   free(own);
@@ -367,17 +359,35 @@ void sf_batchnorm_relu_forward_eval(float *out, float *save_invstd, const float 
   sf_parallel_for(channel_parts(C, N * HW), C, bn_eval_part, &q);
 }
 
+/* From channel c's sums (sdy = sum dout, sdyx = sum dout * (x - mean), both masked when
+ * the forward had the ReLU): the affine gradients, and the input gradient's map
+ * dinp = k dout + a x + b */
+static void channel_backward(const bn_ctx *q, int64_t c, double sdy, double sdyx, float *k, float *a, float *b) {
+  const int64_t M = q->N * q->HW;
+  const double is = (double)q->var[c]; /* invstd */
+  sdyx *= is;
+  if (q->dgamma) q->dgamma[c] += (float)((double)q->scale * sdyx);
+  if (q->dbeta) q->dbeta[c] += (float)((double)q->scale * sdy);
+  const double kd = (q->gamma ? (double)q->gamma[c] : 1.0) * is;
+  *k = (float)kd, *a = 0.0f, *b = 0.0f;
+  if (q->batch_stats && M > 0) {
+    /* dinp = k (dy - sdy/M - xhat sdyx/M), with xhat = (x - m) is, rewritten as k dy + a x + b */
+    const double ad = -kd * is * sdyx / (double)M;
+    *a = (float)ad;
+    *b = (float)(-kd * sdy / (double)M - ad * (double)q->mean[c]);
+  }
+}
+
 static void bn_backward_part(void *ctx, int64_t c0, int64_t c1, int part) {
   (void)part;
   const bn_ctx *q = ctx;
-  const int64_t N = q->N, C = q->C, HW = q->HW, M = N * HW;
+  const int64_t N = q->N, C = q->C, HW = q->HW;
   const float *dout = q->dout, *inp = q->inp;
   /* the sums are needed for the affine gradients and for the batch-statistics dinp */
   const int need_sums = q->dgamma || q->dbeta || q->batch_stats;
   for (int64_t c = c0; c < c1; c++) {
     const float m = q->mean[c];
-    const double is = (double)q->var[c]; /* invstd */
-    double sdy = 0.0, sdyx = 0.0; /* sum dout, sum dout * xhat */
+    double sdy = 0.0, sdyx = 0.0; /* sum dout, sum dout * (x - mean) */
     float ra = 0.0f, rb = 0.0f;   /* the forward's affine map, for the ReLU's mask */
     if (q->relu_bwd) bn_coefs(q->gamma, q->beta, c, m, q->var[c], &ra, &rb);
     if (need_sums) {
@@ -391,32 +401,23 @@ static void bn_backward_part(void *ctx, int64_t c0, int64_t c1, int part) {
           sdyx += row_dot_centered(dout + o, inp + o, HW, m);
         }
       }
-      sdyx *= is;
     }
-    if (q->dgamma) q->dgamma[c] += (float)((double)q->scale * sdyx);
-    if (q->dbeta) q->dbeta[c] += (float)((double)q->scale * sdy);
+    float k, a, b;
+    channel_backward(q, c, sdy, sdyx, &k, &a, &b);
     if (!q->dinp) continue;
-    const double k = (q->gamma ? (double)q->gamma[c] : 1.0) * is;
-    float a = 0.0f, b = 0.0f;
-    if (q->batch_stats && M > 0) {
-      /* dinp = k (dy - sdy/M - xhat sdyx/M), with xhat = (x - m) is, rewritten as k dy + a x + b */
-      const double ad = -k * is * sdyx / (double)M;
-      a = (float)ad;
-      b = (float)(-k * sdy / (double)M - ad * (double)m);
-    }
     for (int64_t n = 0; n < N; n++) {
       const int64_t o = (n * C + c) * HW;
       if (q->relu_bwd)
-        row_affine2_masked(q->dinp + o, dout + o, inp + o, HW, (float)k, a, b, ra, rb);
+        row_affine2_masked(q->dinp + o, dout + o, inp + o, HW, k, a, b, ra, rb);
       else
-        row_affine2(q->dinp + o, dout + o, inp + o, HW, (float)k, a, b);
+        row_affine2(q->dinp + o, dout + o, inp + o, HW, k, a, b);
     }
   }
 }
 
 /* The backward image by image (see bn_train_images); 0, or -1 (nothing done) */
 static int bn_backward_images(const bn_ctx *q) {
-  const int64_t N = q->N, C = q->C, HW = q->HW, M = N * HW;
+  const int64_t N = q->N, C = q->C, HW = q->HW;
   if (HW < IMAGE_MAJOR_HW) return -1;
   const int need_sums = q->dgamma || q->dbeta || q->batch_stats;
   float *coef = malloc((size_t)(C * 5) * sizeof *coef);
@@ -434,26 +435,14 @@ static int bn_backward_images(const bn_ctx *q) {
   const int parts = image_parts(q);
   if (need_sums) sf_parallel_for(parts, N, img_rowsum_part, &m);
   for (int64_t c = 0; c < C; c++) {
-    const float mc = q->mean[c];
-    const double is = (double)q->var[c]; /* invstd */
     double sdy = 0.0, sdyx = 0.0;
     if (need_sums) {
       for (int64_t n = 0; n < N; n++) {
         sdy += rows[(n * C + c) * 2];
         sdyx += rows[(n * C + c) * 2 + 1];
       }
-      sdyx *= is;
     }
-    if (q->dgamma) q->dgamma[c] += (float)((double)q->scale * sdyx);
-    if (q->dbeta) q->dbeta[c] += (float)((double)q->scale * sdy);
-    const double k = (q->gamma ? (double)q->gamma[c] : 1.0) * is;
-    float a = 0.0f, b = 0.0f;
-    if (q->batch_stats && M > 0) {
-      const double ad = -k * is * sdyx / (double)M;
-      a = (float)ad;
-      b = (float)(-k * sdy / (double)M - ad * (double)mc);
-    }
-    coef[c * 5] = a, coef[c * 5 + 1] = b, coef[c * 5 + 2] = (float)k;
+    channel_backward(q, c, sdy, sdyx, &coef[c * 5 + 2], &coef[c * 5], &coef[c * 5 + 1]);
   }
   if (q->dinp) sf_parallel_for(parts, N, img_apply_part, &m);
   free(coef);
