@@ -130,6 +130,34 @@ typedef struct {
   const float *stats; /* forward: per-(image, channel) (mean, M2) [N, C, 2], or NULL */
 } bn_ctx;
 
+/* The row at offset o, shared by the channel loops and the image-major passes. Forward:
+ * out = a inp + b (then the ReLU). Backward: its sums of dout and dout (inp - mean),
+ * masked by the forward's ReLU (recomputed from ra, rb) when there was one; and its input
+ * gradient k dout + a inp + b, masked the same way. */
+static void bn_row_forward(const bn_ctx *q, int64_t o, float a, float b) {
+  if (q->relu)
+    row_affine_relu(q->out + o, q->inp + o, q->HW, a, b);
+  else
+    row_affine(q->out + o, q->inp + o, q->HW, a, b);
+}
+
+static void bn_row_sums(const bn_ctx *q, int64_t o, float mean, float ra, float rb, double *sdy, double *sdyx) {
+  if (q->relu_bwd) {
+    *sdy = row_sum_masked(q->dout + o, q->inp + o, q->HW, ra, rb);
+    *sdyx = row_dot_centered_masked(q->dout + o, q->inp + o, q->HW, mean, ra, rb);
+  } else {
+    *sdy = row_sum(q->dout + o, q->HW);
+    *sdyx = row_dot_centered(q->dout + o, q->inp + o, q->HW, mean);
+  }
+}
+
+static void bn_row_backward(const bn_ctx *q, int64_t o, float k, float a, float b, float ra, float rb) {
+  if (q->relu_bwd)
+    row_affine2_masked(q->dinp + o, q->dout + o, q->inp + o, q->HW, k, a, b, ra, rb);
+  else
+    row_affine2(q->dinp + o, q->dout + o, q->inp + o, q->HW, k, a, b);
+}
+
 /* One row's statistics: its mean (float) and M2 = sum (x - mean)^2 around that float
  * mean. The second pass reads the row again while it is in L1 (a row is one image's
  * plane of one channel), so the batch statistics cost one pass over memory, not two,
@@ -189,15 +217,10 @@ static void bn_train_part(void *ctx, int64_t c0, int64_t c1, int part) {
   (void)part;
   const bn_ctx *q = ctx;
   const int64_t N = q->N, C = q->C, HW = q->HW;
-  const float *inp = q->inp;
   for (int64_t c = c0; c < c1; c++) {
     float a, b;
     channel_finish(q, c, &a, &b);
-    for (int64_t n = 0; n < N; n++)
-      if (q->relu)
-        row_affine_relu(q->out + (n * C + c) * HW, inp + (n * C + c) * HW, HW, a, b);
-      else
-        row_affine(q->out + (n * C + c) * HW, inp + (n * C + c) * HW, HW, a, b);
+    for (int64_t n = 0; n < N; n++) bn_row_forward(q, (n * C + c) * HW, a, b);
   }
 }
 
@@ -240,16 +263,10 @@ static void img_apply_part(void *ctx, int64_t n0, int64_t n1, int part) {
     for (int64_t c = 0; c < C; c++) {
       const int64_t o = (n * C + c) * HW;
       const float *f = m->coef + c * 5;
-      if (q->dout) {
-        if (q->relu_bwd)
-          row_affine2_masked(q->dinp + o, q->dout + o, q->inp + o, HW, f[2], f[0], f[1], f[3], f[4]);
-        else
-          row_affine2(q->dinp + o, q->dout + o, q->inp + o, HW, f[2], f[0], f[1]);
-      } else if (q->relu) {
-        row_affine_relu(q->out + o, q->inp + o, HW, f[0], f[1]);
-      } else {
-        row_affine(q->out + o, q->inp + o, HW, f[0], f[1]);
-      }
+      if (q->dout)
+        bn_row_backward(q, o, f[2], f[0], f[1], f[3], f[4]);
+      else
+        bn_row_forward(q, o, f[0], f[1]);
     }
 }
 
@@ -262,15 +279,7 @@ static void img_rowsum_part(void *ctx, int64_t n0, int64_t n1, int part) {
     for (int64_t c = 0; c < C; c++) {
       const int64_t o = (n * C + c) * HW;
       double *r = m->rowsum + (n * C + c) * 2;
-      const float mean = q->mean[c];
-      if (q->relu_bwd) {
-        const float *f = m->coef + c * 5;
-        r[0] = row_sum_masked(q->dout + o, q->inp + o, HW, f[3], f[4]);
-        r[1] = row_dot_centered_masked(q->dout + o, q->inp + o, HW, mean, f[3], f[4]);
-      } else {
-        r[0] = row_sum(q->dout + o, HW);
-        r[1] = row_dot_centered(q->dout + o, q->inp + o, HW, mean);
-      }
+      bn_row_sums(q, o, q->mean[c], m->coef[c * 5 + 3], m->coef[c * 5 + 4], &r[0], &r[1]);
     }
 }
 
@@ -332,11 +341,7 @@ static void bn_eval_part(void *ctx, int64_t c0, int64_t c1, int part) {
     if (q->save_invstd) q->save_invstd[c] = (float)invstd;
     float a, b;
     bn_coefs(q->gamma, q->beta, c, q->mean[c], (float)invstd, &a, &b);
-    for (int64_t n = 0; n < N; n++)
-      if (q->relu)
-        row_affine_relu(q->out + (n * C + c) * HW, q->inp + (n * C + c) * HW, HW, a, b);
-      else
-        row_affine(q->out + (n * C + c) * HW, q->inp + (n * C + c) * HW, HW, a, b);
+    for (int64_t n = 0; n < N; n++) bn_row_forward(q, (n * C + c) * HW, a, b);
   }
 }
 
@@ -382,7 +387,6 @@ static void bn_backward_part(void *ctx, int64_t c0, int64_t c1, int part) {
   (void)part;
   const bn_ctx *q = ctx;
   const int64_t N = q->N, C = q->C, HW = q->HW;
-  const float *dout = q->dout, *inp = q->inp;
   /* the sums are needed for the affine gradients and for the batch-statistics dinp */
   const int need_sums = q->dgamma || q->dbeta || q->batch_stats;
   for (int64_t c = c0; c < c1; c++) {
@@ -392,26 +396,16 @@ static void bn_backward_part(void *ctx, int64_t c0, int64_t c1, int part) {
     if (q->relu_bwd) bn_coefs(q->gamma, q->beta, c, m, q->var[c], &ra, &rb);
     if (need_sums) {
       for (int64_t n = 0; n < N; n++) {
-        const int64_t o = (n * C + c) * HW;
-        if (q->relu_bwd) {
-          sdy += row_sum_masked(dout + o, inp + o, HW, ra, rb);
-          sdyx += row_dot_centered_masked(dout + o, inp + o, HW, m, ra, rb);
-        } else {
-          sdy += row_sum(dout + o, HW);
-          sdyx += row_dot_centered(dout + o, inp + o, HW, m);
-        }
+        double s0, s1;
+        bn_row_sums(q, (n * C + c) * HW, m, ra, rb, &s0, &s1);
+        sdy += s0;
+        sdyx += s1;
       }
     }
     float k, a, b;
     channel_backward(q, c, sdy, sdyx, &k, &a, &b);
     if (!q->dinp) continue;
-    for (int64_t n = 0; n < N; n++) {
-      const int64_t o = (n * C + c) * HW;
-      if (q->relu_bwd)
-        row_affine2_masked(q->dinp + o, dout + o, inp + o, HW, k, a, b, ra, rb);
-      else
-        row_affine2(q->dinp + o, dout + o, inp + o, HW, k, a, b);
-    }
+    for (int64_t n = 0; n < N; n++) bn_row_backward(q, (n * C + c) * HW, k, a, b, ra, rb);
   }
 }
 
