@@ -211,17 +211,22 @@ function TestConv2d:test_cases_cover_every_path()
                         "backward_weight pointwise", "backward_weight strided-pointwise", "backward_weight im2col"} do
     lu.assertTrue(seen[want], "no case takes the path: " .. want)
   end
-  -- 3x3 pad 1 stride 1 reads the unpadded planes with masked loads on AVX-512 builds
+  -- 3x3 pad 1 stride 1 reads the unpadded planes with masked loads on AVX-512 builds, and
+  -- stride 2 its dense phase planes
   local masked = sf.simd == "avx512"
   for _, kernel in ipairs{"forward", "backward_input", "backward_weight"} do
     lu.assertEquals(seen[kernel .. " direct-masked"] or false, masked, kernel .. " direct-masked on " .. sf.simd)
+  end
+  for _, kernel in ipairs{"forward", "backward_input"} do
+    lu.assertEquals(seen[kernel .. " direct-masked-phase"] or false, masked, kernel .. " direct-masked-phase on " .. sf.simd)
   end
   -- the geometry of a CIFAR ResNet's layers
   local p = K.conv2d_path({128, 16, 32, 32}, {16, 16, 3, 3}, 1, 1)
   local d3 = masked and "direct-masked" or "direct"
   lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {d3, d3, d3})
   p = K.conv2d_path({128, 16, 32, 32}, {32, 16, 3, 3}, 2, 1)
-  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {"direct-phase", "direct-phase", "direct"})
+  local d2 = masked and "direct-masked-phase" or "direct-phase"
+  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {d2, d2, "direct"})
   lu.assertErrorMsgContains("conv2d_path: input has 3 channels but the weight expects 4", K.conv2d_path,
     {1, 3, 8, 8}, {2, 4, 3, 3})
   lu.assertErrorMsgContains("conv2d_path: argument #2 (weight) is", K.conv2d_path, {1, 3, 8, 8}, "w")
@@ -687,7 +692,8 @@ end
 
 -- The masked 3x3 path against the padded direct path it replaces: the forward (with its
 -- epilogue and statistics) and the input gradient are the same sums in the same order,
--- bit for bit; the weight gradient closes its lanes in another order (to rounding)
+-- bit for bit; the weight gradient closes its lanes in another order (to rounding).
+-- Stride 2: the masked tiles on dense phase planes against the padded phase path.
 function TestConv2d:test_masked_matches_direct()
   if sf.simd ~= "avx512" then
     lu.assertFalse(K.conv2d_masked(), "no masked path without AVX-512")
@@ -716,6 +722,31 @@ function TestConv2d:test_masked_matches_direct()
     local tag = table.concat(xs, "x") .. " -> " .. gm[5]
     for _, k in ipairs{"o", "st", "ep", "dx"} do lu.assertTrue(r[true][k]:equal(r[false][k]), tag .. ": " .. k) end
     assert_near(r[true].dw, r[false].dw, 1e-5, tag .. ": dweight")
+  end
+  -- stride 2: odd and even planes, 1..3 rows or columns, channel counts around the tiles'
+  local geoms2 = {{2, 3, 7, 5, 4}, {2, 6, 12, 10, 11}, {1, 2, 20, 20, 17}, {3, 16, 8, 8, 16}, {2, 5, 4, 4, 19},
+                  {2, 8, 16, 16, 24}, {1, 4, 14, 14, 33}, {1, 3, 2, 3, 5}, {2, 4, 3, 9, 7}, {1, 2, 33, 31, 9}}
+  for _, gm in ipairs(geoms2) do
+    local xs, ws = {gm[1], gm[2], gm[3], gm[4]}, {gm[5], gm[2], 3, 3}
+    local os = {gm[1], gm[5], (gm[3] + 1) // 2, (gm[4] + 1) // 2}
+    local x, w, b = randn(xs, rng), randn(ws, rng), randn({gm[5]}, rng)
+    local res, g = randn(os, rng), randn(os, rng)
+    local r = {}
+    for _, on in ipairs{true, false} do
+      with_masked(on, function()
+        local tag = table.concat(xs, "x") .. " -> " .. gm[5] .. " stride 2" .. (on and " masked" or " phase")
+        local p = K.conv2d_path(xs, ws, 2, 1)
+        local want = on and "direct-masked-phase" or "direct-phase"
+        lu.assertEquals(p.forward, want, tag)
+        local o, st = K.conv2d_forward(x, w, b, 2, 1, nil, nil, nil, true)
+        r[on] = {o = o, st = st, ep = K.conv2d_forward(x, w, b, 2, 1, nil, true, res),
+                 dx = K.conv2d_backward_input(g, w, x, 2, 1), pdx = p.backward_input}
+      end)
+    end
+    local tag = table.concat(xs, "x") .. " -> " .. gm[5] .. " stride 2"
+    for _, k in ipairs{"o", "st", "ep", "dx"} do lu.assertTrue(r[true][k]:equal(r[false][k]), tag .. ": " .. k) end
+    -- the input gradient takes the phases where the padded phase path would
+    lu.assertEquals(r[true].pdx == "direct-masked-phase", r[false].pdx == "direct-phase", tag .. ": " .. r[true].pdx)
   end
   lu.assertErrorMsgContains("conv2d_masked: argument #1 (on) is number, expected a boolean or nil", K.conv2d_masked, 1)
 end

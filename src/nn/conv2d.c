@@ -429,6 +429,13 @@ static int masked_ok(const sf_conv2d_shape *s) {
   return direct_ok(s) && sf_conv2d_masked_ok(s->H, s->W, s->R, s->S, s->stride_h, s->stride_w, s->pad_h, s->pad_w);
 }
 
+/* 3x3 pad 1 stride 2 on AVX-512: the masked tiles on dense phase planes (conv2d_masked.c),
+ * where the phase path would take it (forward; the input gradient: phase_bwd_ok) */
+static int masked_s2_ok(const sf_conv2d_shape *s) {
+  return s->stride_h == 2 &&
+         sf_conv2d_masked_ok(s->H, s->W, s->R, s->S, s->stride_h, s->stride_w, s->pad_h, s->pad_w);
+}
+
 static void direct_fwd_geom(direct_geom *g, const sf_conv2d_shape *s) {
   direct_geom_init(g, s->C, s->H, s->W, s->pad_h, s->pad_w, s->stride_h, s->R, s->S, s->K);
 }
@@ -1187,6 +1194,10 @@ static void reserve_part(void *ctx, int64_t lo, int64_t hi, int part) {
     if (g.in_floats > n1) n1 = g.in_floats;
     if (g.wide_floats > n2) n2 = g.wide_floats;
   }
+  if (masked_s2_ok(s)) { /* the phase planes of an image (forward) and of its input gradient */
+    if (4 * s->C * p > n1) n1 = 4 * s->C * p;
+    if (4 * s->C * p > n2) n2 = 4 * s->C * p;
+  }
   if (is_strided_pointwise(s)) {
     const int64_t big = (s->C > s->K ? s->C : s->K) * spw_jpad(s);
     if (big > n1) n1 = big;
@@ -1396,6 +1407,9 @@ void sf_conv2d_forward_stats(float *out, float *stats, const float *inp, const f
     if (masked_ok(s) &&
         sf_conv2d_masked_run(out, inp, wp, N, C, K, s->H, s->W, bias, residual, relu, stats, parts) == 0)
       return;
+    if (masked_s2_ok(s) &&
+        sf_conv2d_masked_s2_run(out, inp, wp, N, C, K, s->H, s->W, bias, residual, relu, stats, parts) == 0)
+      return;
     direct_geom g;
     direct_fwd_geom(&g, s);
     direct_run(out, inp, wp, bias, &g, N, parts, ep);
@@ -1449,10 +1463,14 @@ void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weigh
     return;
   }
   if (phase_bwd_ok(s)) {
-    phase_bwd_geom g;
-    phase_bwd_geom_init(&g, s);
     float *wp = sf_scratch3((size_t)(K * C * s->R * s->S));
     SF_ASSERT(wp);
+    if (masked_s2_ok(s)) {
+      sf_conv2d_masked_s2_bwd_pack(wp, weight, K, C);
+      if (sf_conv2d_masked_s2_backward_input(dinp, dout, wp, N, K, C, s->H, s->W, parts) == 0) return;
+    }
+    phase_bwd_geom g;
+    phase_bwd_geom_init(&g, s);
     phase_bwd_pack(wp, weight, &g);
     phase_bwd_ctx d = {dinp, dout, wp, &g};
     sf_parallel_for(parts, N, phase_bwd_part, &d); /* one part runs on this thread */
@@ -1633,10 +1651,11 @@ void sf_conv2d_tiles(char *buf, size_t n, const sf_conv2d_shape *s, int kernel) 
   if (n) buf[0] = 0;
 #if SF_DIRECT
   if (is_pointwise(s) || is_strided_pointwise(s)) return;
-  if ((kernel == 0 || kernel == 1) && masked_ok(s)) {
-    /* the masked path's tile over the dense plane, e.g. "m8x3" */
+  const int ms2 = (kernel == 0 && direct_fwd_ok(s) && masked_s2_ok(s)) || (kernel == 1 && phase_bwd_ok(s) && masked_s2_ok(s));
+  if ((kernel == 0 || kernel == 1) && (masked_ok(s) || ms2)) {
+    /* the masked path's tile over the dense plane (the output's), e.g. "m8x3" */
     int kb, nv;
-    sf_conv2d_masked_kind(s->H * s->W, kernel == 0 ? s->K : s->C, &kb, &nv);
+    sf_conv2d_masked_kind(ms2 ? s->OH * s->OW : s->H * s->W, kernel == 0 ? s->K : s->C, &kb, &nv);
     if (n > 16) snprintf(buf, n, "m%dx%d", kb, nv);
     return;
   }
@@ -1671,8 +1690,16 @@ const char *sf_conv2d_path(const sf_conv2d_shape *s, int kernel) {
   if (is_pointwise(s)) return "pointwise";
   if (is_strided_pointwise(s)) return "strided-pointwise";
   switch (kernel) {
-  case 0: return masked_ok(s) ? "direct-masked" : direct_ok(s) ? "direct" : direct_fwd_ok(s) ? "direct-phase" : "im2col";
-  case 1: return masked_ok(s) ? "direct-masked" : direct_ok(s) ? "direct" : phase_bwd_ok(s) ? "direct-phase" : "im2col";
+  case 0:
+    return masked_ok(s)     ? "direct-masked"
+           : direct_ok(s)   ? "direct"
+           : direct_fwd_ok(s) ? (masked_s2_ok(s) ? "direct-masked-phase" : "direct-phase")
+                            : "im2col";
+  case 1:
+    return masked_ok(s)     ? "direct-masked"
+           : direct_ok(s)   ? "direct"
+           : phase_bwd_ok(s) ? (masked_s2_ok(s) ? "direct-masked-phase" : "direct-phase")
+                            : "im2col";
   default: return direct_w_ok(s) ? (masked_ok(s) ? "direct-masked" : "direct") : "im2col";
   }
 }

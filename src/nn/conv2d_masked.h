@@ -4,7 +4,8 @@
 #define SF_CONV2D_MASKED_H
 #include <stdint.h>
 
-/* does the geometry take the masked path (always 0 without AVX-512)? */
+/* does the geometry take the masked path (3x3 pad 1, stride 1 or 2; always 0 without
+ * AVX-512)? */
 int sf_conv2d_masked_ok(int64_t H, int64_t W, int64_t R, int64_t S, int64_t stride_h, int64_t stride_w,
                         int64_t pad_h, int64_t pad_w);
 /* out[N,Co,H,W] = the 3x3 pad-1 correlation of in[N,Ci,H,W] with wp[(c*9 + t)*Co + k]
@@ -19,6 +20,18 @@ int sf_conv2d_masked_run(float *out, const float *in, const float *wp, int64_t N
  * table or a part's scratch cannot be allocated (partials then incomplete). */
 int sf_conv2d_masked_wgrad(float **partial, int parts, const float *dout, const float *inp, int64_t N, int64_t C,
                            int64_t K, int64_t H, int64_t W);
+/* The stride-2 forward: out[N,Co,OH,OW] (OH = ceil(H/2), OW = ceil(W/2)) from in[N,Ci,H,W],
+ * the rest as sf_conv2d_masked_run. Needs sf_scratch for Ci*4*OH*OW floats on every
+ * thread. */
+int sf_conv2d_masked_s2_run(float *out, const float *in, const float *wp, int64_t N, int64_t Ci, int64_t Co,
+                            int64_t H, int64_t W, const float *bias, const float *residual, int relu, float *stats,
+                            int parts);
+/* The stride-2 input gradient: wp [9*K*C] packed by sf_conv2d_masked_s2_bwd_pack from
+ * weight [K,C,3,3]; dinp[N,C,H,W] from dout[N,K,OH,OW]. Needs sf_scratch2 for 4*C*OH*OW
+ * floats on every thread. -1 (nothing written) when its mask tables cannot be allocated. */
+void sf_conv2d_masked_s2_bwd_pack(float *wp, const float *weight, int64_t K, int64_t C);
+int sf_conv2d_masked_s2_backward_input(float *dinp, const float *dout, const float *wp, int64_t N, int64_t K,
+                                       int64_t C, int64_t H, int64_t W, int parts);
 /* the register tile it uses for P positions and Co output channels: channels x vectors */
 int sf_conv2d_masked_kind(int64_t P, int64_t Co, int *kb, int *nv);
 #endif
