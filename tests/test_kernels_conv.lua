@@ -188,6 +188,8 @@ local CASES = {
   -- stride 2 through phase planes (forward and input gradient): padded and unpadded, odd
   -- and even sizes, even and odd kernels, non-square kernels and paddings
   {x = {2, 3, 12, 10}, w = {10, 3, 3, 3}, stride = 2, pad = 1, bias = true},
+  -- stride 2 onto a 4x8 plane (whole vectors of 16: the masked weight gradient on AVX-512)
+  {x = {3, 5, 8, 16}, w = {7, 5, 3, 3}, stride = 2, pad = 1, bias = true},
   {x = {2, 2, 9, 11}, w = {9, 2, 3, 3}, stride = 2, pad = 0, bias = false},
   {x = {2, 3, 13, 12}, w = {5, 3, 2, 2}, stride = 2, pad = 0, bias = true},
   {x = {1, 4, 15, 17}, w = {18, 4, 4, 3}, stride = 2, pad = {1, 2}, bias = false},
@@ -217,7 +219,7 @@ function TestConv2d:test_cases_cover_every_path()
   for _, kernel in ipairs{"forward", "backward_input", "backward_weight"} do
     lu.assertEquals(seen[kernel .. " direct-masked"] or false, masked, kernel .. " direct-masked on " .. sf.simd)
   end
-  for _, kernel in ipairs{"forward", "backward_input"} do
+  for _, kernel in ipairs{"forward", "backward_input", "backward_weight"} do
     lu.assertEquals(seen[kernel .. " direct-masked-phase"] or false, masked, kernel .. " direct-masked-phase on " .. sf.simd)
   end
   -- the geometry of a CIFAR ResNet's layers
@@ -226,7 +228,7 @@ function TestConv2d:test_cases_cover_every_path()
   lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {d3, d3, d3})
   p = K.conv2d_path({128, 16, 32, 32}, {32, 16, 3, 3}, 2, 1)
   local d2 = masked and "direct-masked-phase" or "direct-phase"
-  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {d2, d2, "direct"})
+  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {d2, d2, masked and d2 or "direct"})
   lu.assertErrorMsgContains("conv2d_path: input has 3 channels but the weight expects 4", K.conv2d_path,
     {1, 3, 8, 8}, {2, 4, 3, 3})
   lu.assertErrorMsgContains("conv2d_path: argument #2 (weight) is", K.conv2d_path, {1, 3, 8, 8}, "w")
@@ -739,12 +741,18 @@ function TestConv2d:test_masked_matches_direct()
         local want = on and "direct-masked-phase" or "direct-phase"
         lu.assertEquals(p.forward, want, tag)
         local o, st = K.conv2d_forward(x, w, b, 2, 1, nil, nil, nil, true)
+        local dw = sf.zeros(ws)
+        K.conv2d_backward_weight(g, x, dw, nil, 2, 1)
+        -- the weight gradient: where the output plane fills whole vectors of 16
+        local oP = os[3] * os[4]
+        lu.assertEquals(p.backward_weight, (on and oP % 16 == 0) and "direct-masked-phase" or "direct", tag)
         r[on] = {o = o, st = st, ep = K.conv2d_forward(x, w, b, 2, 1, nil, true, res),
-                 dx = K.conv2d_backward_input(g, w, x, 2, 1), pdx = p.backward_input}
+                 dx = K.conv2d_backward_input(g, w, x, 2, 1), pdx = p.backward_input, dw = dw}
       end)
     end
     local tag = table.concat(xs, "x") .. " -> " .. gm[5] .. " stride 2"
     for _, k in ipairs{"o", "st", "ep", "dx"} do lu.assertTrue(r[true][k]:equal(r[false][k]), tag .. ": " .. k) end
+    assert_near(r[true].dw, r[false].dw, 1e-5, tag .. ": dweight")
     -- the input gradient takes the phases where the padded phase path would
     lu.assertEquals(r[true].pdx == "direct-masked-phase", r[false].pdx == "direct-phase", tag .. ": " .. r[true].pdx)
   end

@@ -38,6 +38,12 @@ typedef struct {
   int kind;                 /* register tile shape (mkinds) */
 } mgeom;
 
+/* stride 2: tap t = r*3 + q reads phase plane s2_plane[t] (see the stride-2 section
+ * below) at row shift s2_dr[t] and column shift s2_dq[t] */
+static const int s2_plane[9] = {3, 2, 3, 1, 0, 1, 3, 2, 3};
+static const int s2_dr[9] = {-1, -1, -1, 0, 0, 0, 0, 0, 0};
+static const int s2_dq[9] = {-1, 0, 0, -1, 0, 0, -1, 0, 0};
+
 typedef struct {
   const float *bias;     /* [Co] or NULL */
   const float *residual; /* [N, Co, P] or NULL */
@@ -231,6 +237,9 @@ int sf_conv2d_masked_run(float *out, const float *in, const float *wp, int64_t N
   return 0;
 }
 
+static void s2_split(float *restrict ph, const float *restrict img, int64_t Ci, int64_t H, int64_t W, int64_t OH,
+                     int64_t OW);
+
 /* ---- the weight gradient ----
  * dw[k][c][t] = sum over images and positions j of dout[k][j] * x[c][j + off[t]], the x
  * loads masked as in the forward (zeros outside the image), dout read dense (zeros past
@@ -241,7 +250,7 @@ int sf_conv2d_masked_run(float *out, const float *in, const float *wp, int64_t N
 
 static inline __attribute__((always_inline)) void mwtile(float *restrict part, int64_t C, const float *restrict dout,
                                                          int64_t dstride, const float *restrict x, int64_t xstride,
-                                                         int64_t nb, const mgeom *g, const int nk) {
+                                                         int64_t nb, const mgeom *g, const int nk, const int s2) {
   __m512 acc[MWK][9];
 #pragma GCC unroll 3
   for (int k = 0; k < nk; k++)
@@ -260,7 +269,11 @@ static inline __attribute__((always_inline)) void mwtile(float *restrict part, i
         const float *row = xb + (r - 1) * W + j;
 #pragma GCC unroll 3
         for (int q = 0; q < 3; q++) {
-          const __m512 xv = _mm512_maskz_loadu_ps(m[r * 3 + q], row + (q - 1));
+          /* stride 2: tap (r, q) reads phase plane s2_plane[t] (P floats each) shifted by
+           * (s2_dr[t], s2_dq[t]) (the forward's offsets, constants once unrolled) */
+          const int t = r * 3 + q;
+          const float *xp = s2 ? xb + j + s2_plane[t] * P + s2_dr[t] * W + s2_dq[t] : row + (q - 1);
+          const __m512 xv = _mm512_maskz_loadu_ps(m[t], xp);
 #pragma GCC unroll 3
           for (int k = 0; k < nk; k++) acc[k][r * 3 + q] = _mm512_fmadd_ps(d[k], xv, acc[k][r * 3 + q]);
         }
@@ -273,31 +286,37 @@ static inline __attribute__((always_inline)) void mwtile(float *restrict part, i
     for (int t = 0; t < 9; t++) part[k * C * 9 + t] += _mm512_reduce_add_ps(acc[k][t]);
 }
 
-static void mwtile_3(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride,
-                     const float *restrict x, int64_t xstride, int64_t nb, const mgeom *g) {
-  mwtile(part, C, dout, dstride, x, xstride, nb, g, 3);
-}
-static void mwtile_2(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride,
-                     const float *restrict x, int64_t xstride, int64_t nb, const mgeom *g) {
-  mwtile(part, C, dout, dstride, x, xstride, nb, g, 2);
-}
-static void mwtile_1(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride,
-                     const float *restrict x, int64_t xstride, int64_t nb, const mgeom *g) {
-  mwtile(part, C, dout, dstride, x, xstride, nb, g, 1);
-}
+typedef void (*mwtile_fn)(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride,
+                          const float *restrict x, int64_t xstride, int64_t nb, const mgeom *g);
+#define MWTILE(name, nk, s2)                                                                                   \
+  static void name(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride,               \
+                   const float *restrict x, int64_t xstride, int64_t nb, const mgeom *g) {                     \
+    mwtile(part, C, dout, dstride, x, xstride, nb, g, nk, s2);                                                 \
+  }
+MWTILE(mwtile_3, 3, 0)
+MWTILE(mwtile_2, 2, 0)
+MWTILE(mwtile_1, 1, 0)
+MWTILE(mwtile_s2_3, 3, 1)
+MWTILE(mwtile_s2_2, 2, 1)
+MWTILE(mwtile_s2_1, 1, 1)
+static const mwtile_fn mwtiles[2][4] = {{NULL, mwtile_1, mwtile_2, mwtile_3}, {NULL, mwtile_s2_1, mwtile_s2_2, mwtile_s2_3}};
 
 /* images per chunk: about 1024 positions, so the lane sums closing each tile stay small
  * next to its FMAs (an 8x8 image alone has 4 vectors of positions) */
-static int64_t mw_chunk(const mgeom *g) {
-  const int64_t b = (1024 + g->nvec * MV - 1) / (g->nvec * MV);
+static int64_t mw_chunk_for(int64_t P) {
+  const int64_t pv = (P + MV - 1) / MV * MV, b = (1024 + pv - 1) / pv;
   return b < 1 ? 1 : b > 32 ? 32 : b;
 }
+static int64_t mw_chunk(const mgeom *g) { return mw_chunk_for(g->P); }
+int64_t sf_conv2d_masked_wgrad_chunk(int64_t OH, int64_t OW) { return mw_chunk_for(OH * OW); }
 
 typedef struct {
   const float *dout, *inp;
   const mgeom *g;
   float **partial;
   int fail;
+  int s2;       /* stride 2: inp's images are H x W, split into phase planes per chunk */
+  int64_t H, W;
 } mwctx;
 
 static void mw_part(void *ctx, int64_t lo, int64_t hi, int part) {
@@ -311,27 +330,41 @@ static void mw_part(void *ctx, int64_t lo, int64_t hi, int part) {
   }
   d->partial[part] = acc;
   for (int64_t i = 0; i < K * C * 9; i++) acc[i] = 0.0f;
+  const int64_t cs = g->cs; /* floats per channel: P, or 4P for the phase planes */
+  float *ph = NULL;
+  if (d->s2 && !(ph = sf_scratch((size_t)(B * C * cs)))) {
+    __atomic_store_n(&d->fail, 1, __ATOMIC_RELAXED);
+    return;
+  }
+  const mwtile_fn *tiles = mwtiles[d->s2];
   for (int64_t i0 = lo; i0 < hi; i0 += B) {
     const int64_t nb = hi - i0 < B ? hi - i0 : B;
-    const float *dn = d->dout + i0 * K * P, *xn = d->inp + i0 * C * P;
+    const float *dn = d->dout + i0 * K * P, *xn = ph;
+    if (d->s2) /* the chunk's images as phase planes */
+      for (int64_t b = 0; b < nb; b++)
+        s2_split(ph + b * C * cs, d->inp + (i0 + b) * C * d->H * d->W, C, d->H, d->W, g->H, g->W);
+    else
+      xn = d->inp + i0 * C * P;
     for (int64_t c = 0; c < C; c++) {
       /* the next channel's planes, ahead of their first sweep (they come from memory) */
       if (c + 1 < C)
         for (int64_t b = 0; b < nb; b++)
-          for (int64_t j = 0; j < P; j += 16) _mm_prefetch((const char *)(xn + b * C * P + (c + 1) * P + j), _MM_HINT_T1);
+          for (int64_t j = 0; j < cs; j += 16) _mm_prefetch((const char *)(xn + b * C * cs + (c + 1) * cs + j), _MM_HINT_T1);
       int64_t k = 0;
-      for (; k + MWK <= K; k += MWK) mwtile_3(acc + (k * C + c) * 9, C, dn + k * P, K * P, xn + c * P, C * P, nb, g);
-      if (K - k == 2) mwtile_2(acc + (k * C + c) * 9, C, dn + k * P, K * P, xn + c * P, C * P, nb, g);
-      if (K - k == 1) mwtile_1(acc + (k * C + c) * 9, C, dn + k * P, K * P, xn + c * P, C * P, nb, g);
+      for (; k + MWK <= K; k += MWK) tiles[3](acc + (k * C + c) * 9, C, dn + k * P, K * P, xn + c * cs, C * cs, nb, g);
+      if (K > k) tiles[K - k](acc + (k * C + c) * 9, C, dn + k * P, K * P, xn + c * cs, C * cs, nb, g);
     }
   }
 }
 
 int sf_conv2d_masked_wgrad(float **partial, int parts, const float *dout, const float *inp, int64_t N, int64_t C,
-                           int64_t K, int64_t H, int64_t W) {
+                           int64_t K, int64_t H, int64_t W, int stride) {
   mgeom g;
-  if (mgeom_init(&g, C, K, H, W)) return -1;
-  mwctx d = {dout, inp, &g, partial, 0};
+  const int64_t OH = (H + 1) / 2, OW = (W + 1) / 2;
+  if (stride == 2 ? mgeom_init_taps(&g, C, K, OH, OW, 4 * OH * OW, 9, s2_plane, s2_dr, s2_dq)
+                  : mgeom_init(&g, C, K, H, W))
+    return -1;
+  mwctx d = {dout, inp, &g, partial, 0, stride == 2, H, W};
   sf_parallel_for(parts, N, mw_part, &d);
   free((void *)g.mask);
   return d.fail ? -1 : 0;
@@ -362,9 +395,6 @@ int sf_conv2d_masked_kind(int64_t P, int64_t Co, int *kb, int *nv) {
  * Both are the same sums in the same order as the phase path's (over channels, then
  * taps in the order (r, q)), so the bits are the same. */
 
-static const int s2_plane[9] = {3, 2, 3, 1, 0, 1, 3, 2, 3};
-static const int s2_dr[9] = {-1, -1, -1, 0, 0, 0, 0, 0, 0};
-static const int s2_dq[9] = {-1, 0, 0, -1, 0, 0, -1, 0, 0};
 
 static inline int64_t lanes(int64_t n) { return n <= 0 ? 0 : n >= MV ? MV : n; }
 static inline __mmask16 lane_mask(int64_t n) { return (__mmask16)((1u << lanes(n)) - 1u); }
@@ -538,8 +568,8 @@ int sf_conv2d_masked_run(float *out, const float *in, const float *wp, int64_t N
 }
 
 int sf_conv2d_masked_wgrad(float **partial, int parts, const float *dout, const float *inp, int64_t N, int64_t C,
-                           int64_t K, int64_t H, int64_t W) {
-  (void)partial, (void)parts, (void)dout, (void)inp, (void)N, (void)C, (void)K, (void)H, (void)W;
+                           int64_t K, int64_t H, int64_t W, int stride) {
+  (void)partial, (void)parts, (void)dout, (void)inp, (void)N, (void)C, (void)K, (void)H, (void)W, (void)stride;
   return -1;
 }
 
@@ -559,6 +589,11 @@ int sf_conv2d_masked_s2_backward_input(float *dinp, const float *dout, const flo
                                        int64_t C, int64_t H, int64_t W, int parts) {
   (void)dinp, (void)dout, (void)wp, (void)N, (void)K, (void)C, (void)H, (void)W, (void)parts;
   return -1;
+}
+
+int64_t sf_conv2d_masked_wgrad_chunk(int64_t OH, int64_t OW) {
+  (void)OH, (void)OW;
+  return 0;
 }
 
 int sf_conv2d_masked_kind(int64_t P, int64_t Co, int *kb, int *nv) {

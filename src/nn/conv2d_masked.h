@@ -14,12 +14,15 @@ int sf_conv2d_masked_ok(int64_t H, int64_t W, int64_t R, int64_t S, int64_t stri
  * pool. Returns -1 (nothing written) when its mask table cannot be allocated. */
 int sf_conv2d_masked_run(float *out, const float *in, const float *wp, int64_t N, int64_t Ci, int64_t Co, int64_t H,
                          int64_t W, const float *bias, const float *residual, int relu, float *stats, int parts);
-/* The weight gradient of the same convolution over images [0, N) of dout[N,K,H,W] and
- * inp[N,C,H,W], split into `parts` parts of the pool: partial[p] [K*C*9] is part p's sum
- * (in that part's thread scratch, valid until the thread's next job). -1 when the mask
- * table or a part's scratch cannot be allocated (partials then incomplete). */
+/* The weight gradient of the same convolution (stride 1 or 2) over images [0, N) of
+ * dout[N,K,OH,OW] and inp[N,C,H,W], split into `parts` parts of the pool: partial[p]
+ * [K*C*9] is part p's sum (in that part's thread scratch2, valid until the thread's next
+ * job; stride 2 also uses sf_scratch for a chunk's phase planes). -1 when the mask table
+ * or a part's scratch cannot be allocated (partials then incomplete). */
 int sf_conv2d_masked_wgrad(float **partial, int parts, const float *dout, const float *inp, int64_t N, int64_t C,
-                           int64_t K, int64_t H, int64_t W);
+                           int64_t K, int64_t H, int64_t W, int stride);
+/* images per chunk of that weight gradient for an OH x OW output plane */
+int64_t sf_conv2d_masked_wgrad_chunk(int64_t OH, int64_t OW);
 /* The stride-2 forward: out[N,Co,OH,OW] (OH = ceil(H/2), OW = ceil(W/2)) from in[N,Ci,H,W],
  * the rest as sf_conv2d_masked_run. Needs sf_scratch for Ci*4*OH*OW floats on every
  * thread. */
