@@ -725,9 +725,12 @@ function TestConv2d:test_masked_matches_direct()
     for _, k in ipairs{"o", "st", "ep", "dx"} do lu.assertTrue(r[true][k]:equal(r[false][k]), tag .. ": " .. k) end
     assert_near(r[true].dw, r[false].dw, 1e-5, tag .. ": dweight")
   end
-  -- stride 2: odd and even planes, 1..3 rows or columns, channel counts around the tiles'
+  -- stride 2: odd and even planes, 1..3 rows or columns, channel counts around the tiles';
+  -- planes under 128 positions that do not fill whole vectors stack images on one grid
+  -- (7x7: 8 images, so 11 leave a short last chunk)
   local geoms2 = {{2, 3, 7, 5, 4}, {2, 6, 12, 10, 11}, {1, 2, 20, 20, 17}, {3, 16, 8, 8, 16}, {2, 5, 4, 4, 19},
-                  {2, 8, 16, 16, 24}, {1, 4, 14, 14, 33}, {1, 3, 2, 3, 5}, {2, 4, 3, 9, 7}, {1, 2, 33, 31, 9}}
+                  {2, 8, 16, 16, 24}, {1, 4, 14, 14, 33}, {1, 3, 2, 3, 5}, {2, 4, 3, 9, 7}, {1, 2, 33, 31, 9},
+                  {11, 3, 14, 14, 9}, {5, 2, 7, 5, 4}}
   for _, gm in ipairs(geoms2) do
     local xs, ws = {gm[1], gm[2], gm[3], gm[4]}, {gm[5], gm[2], 3, 3}
     local os = {gm[1], gm[5], (gm[3] + 1) // 2, (gm[4] + 1) // 2}

@@ -1204,8 +1204,13 @@ static void reserve_part(void *ctx, int64_t lo, int64_t hi, int part) {
     /* the phase planes of an image (forward), of its input gradient, and of a chunk of
      * images (the weight gradient) */
     const int64_t wb = direct_w_ok(s) && masked_s2_w_ok(s) ? sf_conv2d_masked_wgrad_chunk(s->OH, s->OW) : 1;
-    if (wb * 4 * s->C * p > n1) n1 = wb * 4 * s->C * p;
+    const int64_t fb = sf_conv2d_masked_s2_stack(s->OH, s->OW); /* images stacked by the forward */
+    const int64_t nb = wb > fb ? wb : fb;
+    if (nb * 4 * s->C * p > n1) n1 = nb * 4 * s->C * p;
     if (4 * s->C * p > n2) n2 = 4 * s->C * p;
+    if (fb * s->K * p > n2) n2 = fb * s->K * p;
+    if (fb * 4 * s->C * p > n2) n2 = fb * 4 * s->C * p;  /* the input gradient's phases, stacked */
+    if (fb * s->K * p > n1) n1 = fb * s->K * p;          /* and its stacked dout */
   }
   if (is_strided_pointwise(s)) {
     const int64_t big = (s->C > s->K ? s->C : s->K) * spw_jpad(s);
@@ -1664,7 +1669,8 @@ void sf_conv2d_tiles(char *buf, size_t n, const sf_conv2d_shape *s, int kernel) 
   if ((kernel == 0 || kernel == 1) && (masked_ok(s) || ms2)) {
     /* the masked path's tile over the dense plane (the output's), e.g. "m8x3" */
     int kb, nv;
-    sf_conv2d_masked_kind(ms2 ? s->OH * s->OW : s->H * s->W, kernel == 0 ? s->K : s->C, &kb, &nv);
+    const int64_t P = ms2 ? s->OH * s->OW * sf_conv2d_masked_s2_stack(s->OH, s->OW) : s->H * s->W; /* the grid */
+    sf_conv2d_masked_kind(P, kernel == 0 ? s->K : s->C, &kb, &nv);
     if (n > 16) snprintf(buf, n, "m%dx%d", kb, nv);
     return;
   }

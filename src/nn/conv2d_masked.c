@@ -35,6 +35,7 @@ typedef struct {
   int64_t off[9];           /* where tap t reads, from its input channel's start (stride 1: tap
                                t = r*3 + q at (r-1)*W + (q-1)) */
   int64_t pf;               /* the offset whose lines a tile prefetches for the next one */
+  int64_t nb, Hi;           /* images stacked on the grid (H = nb*Hi rows), rows per image */
   int kind;                 /* register tile shape (mkinds) */
 } mgeom;
 
@@ -197,9 +198,10 @@ int sf_conv2d_masked_ok(int64_t H, int64_t W, int64_t R, int64_t S, int64_t stri
  * (cs floats apart) and Co outputs on an H x W grid, with T taps: tap t reads plane
  * plane[t] of its channel (P floats apart) shifted by dr[t] rows and dq[t] columns,
  * zeros outside it; -1 when the table cannot be allocated */
-static int mgeom_init_taps(mgeom *g, int64_t Ci, int64_t Co, int64_t H, int64_t W, int64_t cs, int64_t T,
-                           const int *plane, const int *dr, const int *dq) {
-  *g = (mgeom){.Ci = Ci, .Co = Co, .H = H, .W = W, .P = H * W, .cs = cs, .T = T, .pf = W};
+static int mgeom_init_stacked(mgeom *g, int64_t Ci, int64_t Co, int64_t Hi, int64_t nb, int64_t W, int64_t cs,
+                              int64_t T, const int *plane, const int *dr, const int *dq) {
+  const int64_t H = nb * Hi;
+  *g = (mgeom){.Ci = Ci, .Co = Co, .H = H, .W = W, .P = H * W, .cs = cs, .T = T, .pf = W, .nb = nb, .Hi = Hi};
   g->nvec = (g->P + MV - 1) / MV;
   /* the masks of every vector of the plane, and of the vectors a last tile reads past it */
   const int64_t nmask = g->nvec + 3;
@@ -209,8 +211,8 @@ static int mgeom_init_taps(mgeom *g, int64_t Ci, int64_t Co, int64_t H, int64_t 
     for (int64_t t = 0; t < T; t++) {
       unsigned bits = 0;
       for (int l = 0; l < MV; l++) {
-        const int64_t j = v * MV + l, oh = j / W, ow = j % W;
-        if (j < g->P && oh + dr[t] >= 0 && oh + dr[t] < H && ow + dq[t] >= 0 && ow + dq[t] < W) bits |= 1u << l;
+        const int64_t j = v * MV + l, oh = j / W % Hi, ow = j % W; /* oh: the row in its image */
+        if (j < g->P && oh + dr[t] >= 0 && oh + dr[t] < Hi && ow + dq[t] >= 0 && ow + dq[t] < W) bits |= 1u << l;
       }
       mask[v * T + t] = (__mmask16)bits;
     }
@@ -218,6 +220,11 @@ static int mgeom_init_taps(mgeom *g, int64_t Ci, int64_t Co, int64_t H, int64_t 
   g->mask = mask;
   g->kind = mpick(g->P, Co);
   return 0;
+}
+
+static int mgeom_init_taps(mgeom *g, int64_t Ci, int64_t Co, int64_t H, int64_t W, int64_t cs, int64_t T,
+                           const int *plane, const int *dr, const int *dq) {
+  return mgeom_init_stacked(g, Ci, Co, H, 1, W, cs, T, plane, dr, dq);
 }
 
 /* the stride-1 3x3 pad-1 geometry: tap t = r*3 + q reads the plane at (r-1, q-1) */
@@ -238,7 +245,7 @@ int sf_conv2d_masked_run(float *out, const float *in, const float *wp, int64_t N
 }
 
 static void s2_split(float *restrict ph, const float *restrict img, int64_t Ci, int64_t H, int64_t W, int64_t OH,
-                     int64_t OW);
+                     int64_t OW, int64_t cstride, int64_t pstride);
 
 /* ---- the weight gradient ----
  * dw[k][c][t] = sum over images and positions j of dout[k][j] * x[c][j + off[t]], the x
@@ -342,7 +349,7 @@ static void mw_part(void *ctx, int64_t lo, int64_t hi, int part) {
     const float *dn = d->dout + i0 * K * P, *xn = ph;
     if (d->s2) /* the chunk's images as phase planes */
       for (int64_t b = 0; b < nb; b++)
-        s2_split(ph + b * C * cs, d->inp + (i0 + b) * C * d->H * d->W, C, d->H, d->W, g->H, g->W);
+        s2_split(ph + b * C * cs, d->inp + (i0 + b) * C * d->H * d->W, C, d->H, d->W, g->H, g->W, cs, g->P);
     else
       xn = d->inp + i0 * C * P;
     for (int64_t c = 0; c < C; c++) {
@@ -399,16 +406,16 @@ int sf_conv2d_masked_kind(int64_t P, int64_t Co, int *kb, int *nv) {
 static inline int64_t lanes(int64_t n) { return n <= 0 ? 0 : n >= MV ? MV : n; }
 static inline __mmask16 lane_mask(int64_t n) { return (__mmask16)((1u << lanes(n)) - 1u); }
 
-/* ph[c][a*2 + b] [OH, OW] = img[c] [H, W] at rows 2i + a, columns 2j + b (zeros outside) */
+/* ph + c*cstride + (a*2 + b)*pstride: [OH, OW] = img[c] [H, W] at rows 2i + a, columns
+ * 2j + b (zeros outside) */
 static void s2_split(float *restrict ph, const float *restrict img, int64_t Ci, int64_t H, int64_t W, int64_t OH,
-                     int64_t OW) {
-  const int64_t P = OH * OW;
+                     int64_t OW, int64_t cstride, int64_t pstride) {
   const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
   const __m512i odd = _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
   for (int64_t c = 0; c < Ci; c++)
     for (int64_t h = 0; h < 2 * OH; h++) {
       const int64_t a = h & 1, i = h >> 1;
-      float *de = ph + (c * 4 + a * 2) * P + i * OW, *dd = de + P;
+      float *de = ph + c * cstride + a * 2 * pstride + i * OW, *dd = de + pstride;
       if (h >= H) {
         for (int64_t j = 0; j < OW; j++) de[j] = dd[j] = 0.0f;
         continue;
@@ -433,16 +440,61 @@ typedef struct {
   int64_t H, W; /* the input image */
 } s2ctx;
 
+/* dst[0, n) = src + bias (+ res), ReLU: the tiles' epilogue, for the stacked path's copy-out */
+static void epi_row(float *restrict dst, const float *restrict src, int64_t n, const float *bias, int64_t k,
+                    const float *restrict res, int relu) {
+  for (int64_t j = 0; j < n; j += MV) {
+    const __mmask16 keep = n - j >= MV ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
+    __m512 y = _mm512_maskz_loadu_ps(keep, src + j);
+    if (bias) y = _mm512_add_ps(y, _mm512_set1_ps(bias[k]));
+    if (res) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(keep, res + j));
+    if (relu) y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
+    _mm512_mask_storeu_ps(dst + j, keep, y);
+  }
+}
+
+/* Small output planes (7x7: 49 positions in 4 vectors) stack nb images on one grid (their
+ * phase planes side by side, the masks cutting at each image's first and last row):
+ * 4 x 49 positions fill 13 vectors. The tiles write a [Co, nb*P] buffer that the epilogue
+ * copies out image by image. */
+static void s2_stacked(const s2ctx *d, int64_t lo, int64_t hi) {
+  const mgeom *g = d->g;
+  const int64_t nb = g->nb, P1 = g->Hi * g->W, Ci = g->Ci, Co = g->Co, isz = Ci * d->H * d->W, osz = Co * P1;
+  float *ph = sf_scratch((size_t)(Ci * g->cs)), *wide = sf_scratch2((size_t)(Co * g->P));
+  SF_ASSERT(ph && wide); /* reserved by the caller through sf_conv2d_reserve */
+  const mepi none = {NULL, NULL, 0, NULL};
+  for (int64_t n0 = lo; n0 < hi; n0 += nb) {
+    const int64_t m = hi - n0 < nb ? hi - n0 : nb;
+    /* image b's phase planes: channel c's phase p at c*cs + p*P + b*P1 (P = nb*P1) */
+    for (int64_t b = 0; b < m; b++) s2_split(ph + b * P1, d->in + (n0 + b) * isz, Ci, d->H, d->W, g->Hi, g->W, g->cs, g->P);
+    for (int64_t b = m; b < nb; b++) /* the last chunk's missing images: zeros, computed and dropped */
+      for (int64_t c = 0; c < 4 * Ci; c++)
+        for (int64_t j = 0; j < P1; j++) ph[c * g->P + b * P1 + j] = 0.0f;
+    mimage(wide, ph, d->wp, g, &none, NULL);
+    for (int64_t b = 0; b < m; b++) {
+      float *o = d->out + (n0 + b) * osz;
+      const float *res = d->e->residual ? d->e->residual + (n0 + b) * osz : NULL;
+      for (int64_t k = 0; k < Co; k++)
+        epi_row(o + k * P1, wide + k * g->P + b * P1, P1, d->e->bias, k, res ? res + k * P1 : NULL, d->e->relu);
+      if (d->e->stats) sf_batchnorm_image_stats(d->e->stats + (n0 + b) * Co * 2, o, Co, P1);
+    }
+  }
+}
+
 static void s2_part(void *ctx, int64_t lo, int64_t hi, int part) {
   (void)part;
   const s2ctx *d = ctx;
   const mgeom *g = d->g;
+  if (g->nb > 1) {
+    s2_stacked(d, lo, hi);
+    return;
+  }
   float *ph = sf_scratch((size_t)(g->Ci * g->cs));
   SF_ASSERT(ph); /* reserved by the caller through sf_conv2d_reserve */
   const int64_t isz = g->Ci * d->H * d->W, osz = g->Co * g->P;
   for (int64_t n = lo; n < hi; n++) {
     float *o = d->out + n * osz;
-    s2_split(ph, d->in + n * isz, g->Ci, d->H, d->W, g->H, g->W);
+    s2_split(ph, d->in + n * isz, g->Ci, d->H, d->W, g->H, g->W, g->cs, g->P);
     mimage(o, ph, d->wp, g, d->e, d->e->residual ? d->e->residual + n * osz : NULL);
     if (d->e->stats) sf_batchnorm_image_stats(d->e->stats + n * g->Co * 2, o, g->Co, g->P);
   }
@@ -451,14 +503,27 @@ static void s2_part(void *ctx, int64_t lo, int64_t hi, int part) {
 int sf_conv2d_masked_s2_run(float *out, const float *in, const float *wp, int64_t N, int64_t Ci, int64_t Co,
                             int64_t H, int64_t W, const float *bias, const float *residual, int relu, float *stats,
                             int parts) {
-  const int64_t OH = (H + 1) / 2, OW = (W + 1) / 2;
+  const int64_t OH = (H + 1) / 2, OW = (W + 1) / 2, nb = sf_conv2d_masked_s2_stack(OH, OW);
   mgeom g;
-  if (mgeom_init_taps(&g, Ci, Co, OH, OW, 4 * OH * OW, 9, s2_plane, s2_dr, s2_dq)) return -1;
+  if (mgeom_init_stacked(&g, Ci, Co, OH, nb, OW, 4 * nb * OH * OW, 9, s2_plane, s2_dr, s2_dq)) return -1;
   const mepi e = {bias, residual, relu, stats};
   s2ctx d = {out, in, wp, &g, &e, H, W};
   sf_parallel_for(parts, N, s2_part, &d);
   free((void *)g.mask);
   return 0;
+}
+
+/* images stacked per grid for an OH x OW output plane: 1 when the plane fills whole vectors
+ * or is large; else the count (up to 8, at most 512 positions) that pads least */
+int64_t sf_conv2d_masked_s2_stack(int64_t OH, int64_t OW) {
+  const int64_t P = OH * OW;
+  if (P % MV == 0 || P > 128) return 1;
+  int64_t best = 1, best_pad = (P + MV - 1) / MV * MV - P; /* padded positions per image, x nb */
+  for (int64_t nb = 2; nb <= 8 && nb * P <= 512; nb++) {
+    const int64_t pad = (nb * P + MV - 1) / MV * MV - nb * P;
+    if (pad * best < best_pad * nb) best = nb, best_pad = pad;
+  }
+  return best;
 }
 
 /* the input gradient's phase p = a*2 + b: its taps (r, q) in order, and where they read dout */
@@ -498,44 +563,54 @@ static void s2_bwd_part(void *ctx, int64_t lo, int64_t hi, int part) {
   const s2bctx *d = ctx;
   const mgeom *g = d->g;
   const int64_t K = g[0].Ci, C = g[0].Co, OW = g[0].W, P = g[0].P, H = d->H, W = d->W;
-  float *ph = sf_scratch2((size_t)(4 * C * P));
-  SF_ASSERT(ph); /* reserved by the caller through sf_conv2d_reserve */
+  const int64_t nb = g[0].nb, P1 = g[0].Hi * OW; /* images stacked on the grid (as the forward's) */
+  float *ph = sf_scratch2((size_t)(4 * C * P)), *stack = nb > 1 ? sf_scratch((size_t)(K * P)) : NULL;
+  SF_ASSERT(ph && (nb == 1 || stack)); /* reserved by the caller through sf_conv2d_reserve */
   const mepi none = {NULL, NULL, 0, NULL};
   const __m512i ilo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
   const __m512i ihi = _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
-  for (int64_t n = lo; n < hi; n++) {
-    const float *dy = d->dy + n * K * P, *wp = d->wp;
+  for (int64_t n0 = lo; n0 < hi; n0 += nb) {
+    const int64_t cnt = hi - n0 < nb ? hi - n0 : nb;
+    const float *dy = d->dy + n0 * K * P1, *wp = d->wp;
+    if (nb > 1) { /* dout of the chunk's images side by side per channel (zeros for missing ones) */
+      for (int64_t k = 0; k < K; k++)
+        for (int64_t b = 0; b < nb; b++)
+          for (int64_t j = 0; j < P1; j++) stack[k * P + b * P1 + j] = b < cnt ? dy[(b * K + k) * P1 + j] : 0.0f;
+      dy = stack;
+    }
     for (int p = 0; p < 4; p++) {
       mimage(ph + p * C * P, dy, wp, &g[p], &none, NULL);
       wp += g[p].T * K * C;
     }
     /* image row h = 2i + a interleaves phases (a, 0) and (a, 1) of its channel */
-    float *dx = d->dx + n * C * H * W;
-    for (int64_t c = 0; c < C; c++)
-      for (int64_t h = 0; h < H; h++) {
-        const int64_t a = h & 1, i = h >> 1;
-        const float *pe = ph + ((a * 2) * C + c) * P + i * OW, *po = pe + C * P;
-        float *row = dx + (c * H + h) * W;
-        for (int64_t j0 = 0; j0 < OW; j0 += MV) {
-          const __mmask16 m = lane_mask(OW - j0);
-          const __m512 e = _mm512_maskz_loadu_ps(m, pe + j0), o = _mm512_maskz_loadu_ps(m, po + j0);
-          const int64_t left = W - 2 * j0;
-          _mm512_mask_storeu_ps(row + 2 * j0, lane_mask(left), _mm512_permutex2var_ps(e, ilo, o));
-          _mm512_mask_storeu_ps(row + 2 * j0 + MV, lane_mask(left - MV), _mm512_permutex2var_ps(e, ihi, o));
+    for (int64_t b = 0; b < cnt; b++) {
+      float *dx = d->dx + (n0 + b) * C * H * W;
+      for (int64_t c = 0; c < C; c++)
+        for (int64_t h = 0; h < H; h++) {
+          const int64_t a = h & 1, i = h >> 1;
+          const float *pe = ph + ((a * 2) * C + c) * P + b * P1 + i * OW, *po = pe + C * P;
+          float *row = dx + (c * H + h) * W;
+          for (int64_t j0 = 0; j0 < OW; j0 += MV) {
+            const __mmask16 m = lane_mask(OW - j0);
+            const __m512 e = _mm512_maskz_loadu_ps(m, pe + j0), o = _mm512_maskz_loadu_ps(m, po + j0);
+            const int64_t left = W - 2 * j0;
+            _mm512_mask_storeu_ps(row + 2 * j0, lane_mask(left), _mm512_permutex2var_ps(e, ilo, o));
+            _mm512_mask_storeu_ps(row + 2 * j0 + MV, lane_mask(left - MV), _mm512_permutex2var_ps(e, ihi, o));
+          }
         }
-      }
+    }
   }
 }
 
 int sf_conv2d_masked_s2_backward_input(float *dinp, const float *dout, const float *wp, int64_t N, int64_t K,
                                        int64_t C, int64_t H, int64_t W, int parts) {
-  const int64_t OH = (H + 1) / 2, OW = (W + 1) / 2;
+  const int64_t OH = (H + 1) / 2, OW = (W + 1) / 2, nb = sf_conv2d_masked_s2_stack(OH, OW);
   mgeom g[4];
   int ok = 1;
   for (int p = 0; p < 4; p++) {
     const s2_bwd_taps t = s2_bwd_phase(p);
     static const int zero[4] = {0};
-    if (ok && mgeom_init_taps(&g[p], K, C, OH, OW, OH * OW, t.T, zero, t.dr, t.dq)) {
+    if (ok && mgeom_init_stacked(&g[p], K, C, OH, nb, OW, nb * OH * OW, t.T, zero, t.dr, t.dq)) {
       for (int i = 0; i < p; i++) free((void *)g[i].mask);
       ok = 0;
     }
@@ -594,6 +669,11 @@ int sf_conv2d_masked_s2_backward_input(float *dinp, const float *dout, const flo
 int64_t sf_conv2d_masked_wgrad_chunk(int64_t OH, int64_t OW) {
   (void)OH, (void)OW;
   return 0;
+}
+
+int64_t sf_conv2d_masked_s2_stack(int64_t OH, int64_t OW) {
+  (void)OH, (void)OW;
+  return 1;
 }
 
 int sf_conv2d_masked_kind(int64_t P, int64_t Co, int *kb, int *nv) {

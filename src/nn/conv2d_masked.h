@@ -29,6 +29,8 @@ int64_t sf_conv2d_masked_wgrad_chunk(int64_t OH, int64_t OW);
 int sf_conv2d_masked_s2_run(float *out, const float *in, const float *wp, int64_t N, int64_t Ci, int64_t Co,
                             int64_t H, int64_t W, const float *bias, const float *residual, int relu, float *stats,
                             int parts);
+/* images the stride-2 forward stacks on one grid for an OH x OW output plane (1: none) */
+int64_t sf_conv2d_masked_s2_stack(int64_t OH, int64_t OW);
 /* The stride-2 input gradient: wp [9*K*C] packed by sf_conv2d_masked_s2_bwd_pack from
  * weight [K,C,3,3]; dinp[N,C,H,W] from dout[N,K,OH,OW]. Needs sf_scratch2 for 4*C*OH*OW
  * floats on every thread. -1 (nothing written) when its mask tables cannot be allocated. */
