@@ -1,5 +1,6 @@
 /* The stride-1 3x3 pad-1 convolution (and its input gradient: the same with the kernel
- * flipped) straight from the unpadded planes, with AVX-512 masked loads.
+ * flipped) straight from the unpadded planes, with AVX-512 masked loads; and the
+ * stride-2 one on each image's dense phase planes (the section "stride 2" below).
  *
  * The direct path of conv2d.c copies each image into zero-padded planes and computes a
  * "wide" output grid as wide as the padded rows, then copies the valid columns out. On

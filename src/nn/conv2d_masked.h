@@ -1,5 +1,6 @@
-/* The stride-1 3x3 pad-1 convolution on unpadded planes with masked loads (AVX-512
- * builds; conv2d.c dispatches to it). Internal to src/nn. */
+/* The 3x3 pad-1 convolution (stride 1 on unpadded planes, stride 2 on dense phase
+ * planes) with masked loads (AVX-512 builds; conv2d.c dispatches to it). Internal to
+ * src/nn. */
 #ifndef SF_CONV2D_MASKED_H
 #define SF_CONV2D_MASKED_H
 #include <stdint.h>
