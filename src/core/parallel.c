@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include "tensor.h"
 
@@ -15,13 +16,29 @@
 #define CPU_RELAX() ((void)0)
 #endif
 
-/* Workers spin this many rounds (~100 us) for the next job before sleeping, and the
- * caller as long for the workers before yielding its core: kernels come in quick
- * succession during a training step, so a short spin saves most futex wake-ups, while
- * a long one would burn the core that OpenBLAS's threads (or, on a loaded machine, the
- * worker being waited for) need. */
-#define SPIN_ROUNDS 2000
+/* Workers spin about SPIN_NS for the next job before sleeping, and the caller as long
+ * for the workers before yielding its core: kernels come in quick succession during a
+ * training step, so a short spin saves most futex wake-ups, while a long one would burn
+ * the core that OpenBLAS's threads (or, on a loaded machine, the worker being waited
+ * for) need. Timed, not counted: a pause takes 10 ns on this machine's cores and ~40 on
+ * others (the 2000 counted rounds meant as ~100 us were 20 us here). */
+#define SPIN_NS 100000
+#define SPIN_CHECK 64 /* pauses between clock reads */
 #define MAX_WORKERS 255
+
+static int64_t mono_ns(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* 1 while the spin budget lasts (start with *spins = 0) */
+static int spinning(int *spins, int64_t *t0) {
+  if (++*spins % SPIN_CHECK) return 1;
+  const int64_t t = mono_ns();
+  if (*spins == SPIN_CHECK) *t0 = t;
+  return t - *t0 < SPIN_NS;
+}
 
 static pthread_mutex_t call_lock = PTHREAD_MUTEX_INITIALIZER; /* one parallel loop at a time */
 static pthread_mutex_t wake_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -55,8 +72,9 @@ static void *worker(void *arg) {
   for (;;) {
     unsigned g;
     int spins = 0;
+    int64_t t0 = 0;
     while ((g = atomic_load_explicit(&job_gen, memory_order_acquire)) == seen) {
-      if (++spins < SPIN_ROUNDS) {
+      if (spinning(&spins, &t0)) {
         CPU_RELAX();
         continue;
       }
@@ -134,12 +152,15 @@ void sf_parallel_for(int parts, int64_t n, sf_parallel_fn fn, void *ctx) {
   run_part(fn, ctx, n, parts, 0);
   /* wait: spin briefly, then yield the core (on a loaded machine the worker may be
    * waiting for it) */
-  int spins = 0;
+  int spins = 0, spent = 0;
+  int64_t t0 = 0;
   while (atomic_load_explicit(&job_left, memory_order_acquire) > 0) {
-    if (++spins < SPIN_ROUNDS)
+    if (!spent && spinning(&spins, &t0)) {
       CPU_RELAX();
-    else
+    } else {
+      spent = 1;
       sched_yield();
+    }
   }
   pthread_mutex_unlock(&call_lock);
 }
