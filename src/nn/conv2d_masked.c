@@ -206,17 +206,19 @@ static int mgeom_init_stacked(mgeom *g, int64_t Ci, int64_t Co, int64_t Hi, int6
   g->nvec = (g->P + MV - 1) / MV;
   /* the masks of every vector of the plane, and of the vectors a last tile reads past it */
   const int64_t nmask = g->nvec + 3;
-  __mmask16 *mask = malloc((size_t)(nmask * T) * sizeof *mask);
+  __mmask16 *mask = calloc((size_t)(nmask * T), sizeof *mask);
   if (!mask) return -1;
-  for (int64_t v = 0; v < nmask; v++)
-    for (int64_t t = 0; t < T; t++) {
-      unsigned bits = 0;
-      for (int l = 0; l < MV; l++) {
-        const int64_t j = v * MV + l, oh = j / W % Hi, ow = j % W; /* oh: the row in its image */
-        if (j < g->P && oh + dr[t] >= 0 && oh + dr[t] < Hi && ow + dq[t] >= 0 && ow + dq[t] < W) bits |= 1u << l;
-      }
-      mask[v * T + t] = (__mmask16)bits;
+  /* lane j at row oh of its image, column ow (counted along, no divisions: the table is
+   * built on every call) */
+  for (int64_t j = 0, oh = 0, ow = 0; j < g->P; j++) {
+    for (int64_t t = 0; t < T; t++)
+      if (oh + dr[t] >= 0 && oh + dr[t] < Hi && ow + dq[t] >= 0 && ow + dq[t] < W)
+        mask[(j / MV) * T + t] |= (__mmask16)(1u << (j % MV));
+    if (++ow == W) {
+      ow = 0;
+      if (++oh == Hi) oh = 0;
     }
+  }
   for (int64_t t = 0; t < T; t++) g->off[t] = plane[t] * g->P + dr[t] * W + dq[t];
   g->mask = mask;
   g->kind = mpick(g->P, Co);
