@@ -76,7 +76,9 @@ int sf_conv2d_shape_init(sf_conv2d_shape *s);
 int sf_conv2d_reserve(const sf_conv2d_shape *s);
 /* Which algorithm each conv2d kernel uses for shape s (for tests, benchmarks and curious
  * users): "direct" (stride-1 register tiles on padded planes), "direct-phase" (stride 2
- * through phase planes, forward only), "pointwise" (1x1 stride 1: one sgemm per image),
+ * through padded phase planes), "direct-masked" (3x3 pad 1 stride 1 on the unpadded
+ * planes, AVX-512), "direct-masked-phase" (3x3 pad 1 stride 2 on dense phase planes,
+ * AVX-512), "pointwise" (1x1 stride 1: one sgemm per image),
  * "strided-pointwise" (1x1 strided: subsampled planes), "im2col" (columns + sgemm).
  * kernel: 0 forward, 1 input gradient, 2 weight gradient; 3 both gradients through
  * sf_conv2d_backward: "direct-fused" (one pass over dout) or "separate" (the two kernels). */
