@@ -268,6 +268,8 @@ function TestConv2d:test_every_tile_shape()
   -- 3 shapes, and a 4th (the 1-vector tile with fewer channels) where channels do not fill
   -- the widest block
   lu.assertTrue(n >= 4, "tile shapes found: " .. n)
+  -- AVX-512: the masked 2-vector tile's blocks of 12 channels (32 = 12 + 12 + 8) among them
+  if sf.simd == "avx512" then lu.assertNotNil(found["m12x2"], "no geometry takes the m12x2 tile") end
 end
 
 function TestConv2d:test_forward_against_naive()

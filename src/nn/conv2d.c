@@ -1667,11 +1667,15 @@ void sf_conv2d_tiles(char *buf, size_t n, const sf_conv2d_shape *s, int kernel) 
   if (is_pointwise(s) || is_strided_pointwise(s)) return;
   const int ms2 = (kernel == 0 && direct_fwd_ok(s) && masked_s2_ok(s)) || (kernel == 1 && phase_bwd_ok(s) && masked_s2_ok(s));
   if ((kernel == 0 || kernel == 1) && (masked_ok(s) || ms2)) {
-    /* the masked path's tile over the dense plane (the output's), e.g. "m8x3" */
-    int kb, nv;
+    /* the masked path's tile over the dense plane (the output's), e.g. "m8x3", or
+     * "m12x2,m8x2" with blocks of 12 channels first */
+    int kb, nv, kw;
     const int64_t P = ms2 ? s->OH * s->OW * sf_conv2d_masked_s2_stack(s->OH, s->OW) : s->H * s->W; /* the grid */
-    sf_conv2d_masked_kind(P, kernel == 0 ? s->K : s->C, &kb, &nv);
-    if (n > 16) snprintf(buf, n, "m%dx%d", kb, nv);
+    sf_conv2d_masked_kind(P, kernel == 0 ? s->K : s->C, &kb, &nv, &kw);
+    if (n > 32 && kw)
+      snprintf(buf, n, "m%dx%d,m%dx%d", kw, nv, kb, nv);
+    else if (n > 16)
+      snprintf(buf, n, "m%dx%d", kb, nv);
     return;
   }
   if (kernel == 0 && direct_fwd_ok(s)) {
