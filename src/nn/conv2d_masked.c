@@ -386,9 +386,13 @@ MWROW(mwrow8_s2_2, 2, 1)
 static const mwrow_fn mwrows[2][3] = {{mwrow8_0, mwrow8_1, mwrow8_2}, {mwrow8_s2_0, mwrow8_s2_1, mwrow8_s2_2}};
 
 /* images per chunk: about 1024 positions, so the lane sums closing each tile stay small
- * next to its FMAs (an 8x8 image alone has 4 vectors of positions) */
+ * next to its FMAs (an 8x8 image alone has 4 vectors of positions); at most 8 images of
+ * 64 positions or more: a block's dout planes in 16 images of 8x8 with 64 channels lie
+ * 16 kB apart, in the same L1 sets, which hold 12 (8x8, 64 channels: 92-98 -> 96-107
+ * GFLOP/s with 8) */
 static int64_t mw_chunk_for(int64_t P) {
   const int64_t pv = (P + MV - 1) / MV * MV, b = (1024 + pv - 1) / pv;
+  if (pv >= 64 && b > 8) return 8;
   return b < 1 ? 1 : b > 32 ? 32 : b;
 }
 static int64_t mw_chunk(const mgeom *g) { return mw_chunk_for(g->P); }
