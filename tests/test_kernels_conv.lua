@@ -175,6 +175,9 @@ local CASES = {
   {x = {1, 3, 5, 4}, w = {2, 3, 2, 3}, stride = {1, 3}, pad = {0, 2}, bias = true},
   {x = {4, 5, 4, 3}, w = {6, 5, 1, 1}, stride = 1, pad = 0, bias = true},
   {x = {2, 3, 5, 5}, w = {2, 3, 1, 1}, stride = 2, pad = 0, bias = false},
+  -- even widths at column stride 2 (the input gradient interleaves zeros row by row)
+  {x = {2, 4, 8, 6}, w = {5, 4, 1, 1}, stride = 2, pad = 0, bias = true},
+  {x = {2, 3, 7, 8}, w = {4, 3, 1, 1}, stride = {1, 2}, pad = 0, bias = false},
   {x = {2, 2, 4, 4}, w = {3, 2, 4, 4}, stride = 3, pad = 1, bias = true},
   {x = {5, 2, 3, 3}, w = {2, 2, 3, 3}, stride = 1, pad = 0, bias = false},
   -- the direct (stride-1) path: full register tiles and remainder channels, several

@@ -1062,6 +1062,11 @@ static int64_t spw_jpad(const sf_conv2d_shape *s) {
 #endif
 }
 
+/* d[0, n) = s[0, 2n, 2) */
+static inline void gather_even(float *restrict d, const float *restrict s, int64_t n) {
+  for (int64_t i = 0; i < n; i++) d[i] = s[2 * i];
+}
+
 /* sub [C, ld] = inp[c][oh*sh][ow*sw], zero in [P, ld) */
 static void spw_gather(float *sub, int64_t ld, const float *img, const sf_conv2d_shape *s) {
   const int64_t P = s->OH * s->OW;
@@ -1070,9 +1075,20 @@ static void spw_gather(float *sub, int64_t ld, const float *img, const sf_conv2d
     float *dst = sub + c * ld;
     for (int64_t oh = 0; oh < s->OH; oh++) {
       const float *row = plane + oh * s->stride_h * s->W;
-      for (int64_t ow = 0; ow < s->OW; ow++) dst[oh * s->OW + ow] = row[ow * s->stride_w];
+      if (s->stride_w == 2)
+        gather_even(dst + oh * s->OW, row, s->OW);
+      else
+        for (int64_t ow = 0; ow < s->OW; ow++) dst[oh * s->OW + ow] = row[ow * s->stride_w];
     }
     row_zero(dst + P, ld - P);
+  }
+}
+
+/* d[0, 2n) = s[0], 0, s[1], 0, ...: a stride-2 row of the input gradient */
+static inline void scatter_even(float *restrict d, const float *restrict s, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    d[2 * i] = s[i];
+    d[2 * i + 1] = 0.0f;
   }
 }
 
@@ -1127,6 +1143,18 @@ static void spw_bwd_input_part(void *ctx, int64_t lo, int64_t hi, int part) {
     /* dsub [C,P] = weight^T @ dout[n]: the tiles' packed weights [k*C + c] are the weight itself */
     spw_tiles(wide, g, d->wp, K, C, Jpad);
     float *img = d->out + n * C * HW;
+    if (s->stride_w == 2 && s->W == 2 * s->OW) {
+      /* the rows that take values, interleaved with zeros; the others zeroed */
+      for (int64_t c = 0; c < C; c++)
+        for (int64_t h = 0; h < s->H; h++) {
+          float *row = img + c * HW + h * s->W;
+          if (h % s->stride_h || h / s->stride_h >= s->OH)
+            row_zero(row, s->W);
+          else
+            scatter_even(row, wide + c * Jpad + h / s->stride_h * s->OW, s->OW);
+        }
+      continue;
+    }
     row_zero(img, C * HW);
     for (int64_t c = 0; c < C; c++)
       for (int64_t oh = 0; oh < s->OH; oh++) {
