@@ -1444,8 +1444,10 @@ void sf_conv2d_forward_stats(float *out, float *stats, const float *inp, const f
     const int64_t T = s->R * s->S;
     float *wp = sf_scratch3((size_t)(K * C * T));
     SF_ASSERT(wp);
-    for (int64_t k = 0; k < K; k++)
-      for (int64_t j = 0; j < C * T; j++) wp[j * K + k] = weight[k * C * T + j];
+    /* rows of wp written in turn (the other order scattered its stores: 59 -> 10 us for
+     * 64 x 64 x 3 x 3, on the calling thread while the pool waits) */
+    for (int64_t j = 0; j < C * T; j++)
+      for (int64_t k = 0; k < K; k++) wp[j * K + k] = weight[k * C * T + j];
     if (masked_ok(s) &&
         sf_conv2d_masked_run(out, inp, wp, N, C, K, s->H, s->W, bias, residual, relu, stats, parts) == 0)
       return;
@@ -1468,10 +1470,10 @@ static const float *pack_flipped(const float *weight, const sf_conv2d_shape *s) 
   const int64_t K = s->K, C = s->C, R = s->R, S = s->S;
   float *wp = sf_scratch3((size_t)(K * C * R * S));
   SF_ASSERT(wp); /* reserved by the caller through sf_conv2d_reserve */
-  for (int64_t k = 0; k < K; k++)
-    for (int64_t c = 0; c < C; c++)
-      for (int64_t r = 0; r < R; r++)
-        for (int64_t q = 0; q < S; q++)
+  for (int64_t k = 0; k < K; k++) /* wp written in order */
+    for (int64_t r = 0; r < R; r++)
+      for (int64_t q = 0; q < S; q++)
+        for (int64_t c = 0; c < C; c++)
           wp[((k * R + r) * S + q) * C + c] = weight[((k * C + c) * R + (R - 1 - r)) * S + (S - 1 - q)];
   return wp;
 }
