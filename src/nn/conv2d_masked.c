@@ -370,8 +370,7 @@ static inline __attribute__((always_inline)) void mwrow8(float *restrict part, i
     for (int q = 0; q < 3; q++) part[k * C * 9 + r * 3 + q] += _mm512_reduce_add_ps(acc[k][q]);
 }
 
-typedef void (*mwrow_fn)(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride, int64_t ks,
-                         const float *restrict x, int64_t xstride, int64_t nb, const mgeom *g);
+/* (the same signature as mwtile_fn) */
 #define MWROW(name, r, s2)                                                                                     \
   static void name(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride, int64_t ks,   \
                    const float *restrict x, int64_t xstride, int64_t nb, const mgeom *g) {                     \
@@ -383,7 +382,7 @@ MWROW(mwrow8_2, 2, 0)
 MWROW(mwrow8_s2_0, 0, 1)
 MWROW(mwrow8_s2_1, 1, 1)
 MWROW(mwrow8_s2_2, 2, 1)
-static const mwrow_fn mwrows[2][3] = {{mwrow8_0, mwrow8_1, mwrow8_2}, {mwrow8_s2_0, mwrow8_s2_1, mwrow8_s2_2}};
+static const mwtile_fn mwrows[2][3] = {{mwrow8_0, mwrow8_1, mwrow8_2}, {mwrow8_s2_0, mwrow8_s2_1, mwrow8_s2_2}};
 
 /* images per chunk: about 1024 positions, so the lane sums closing each tile stay small
  * next to its FMAs (an 8x8 image alone has 4 vectors of positions); at most 8 images of
