@@ -27,6 +27,21 @@
 
 #define MV 16 /* floats per vector */
 
+/* the first n lanes (n clamped to 0..MV) */
+static inline int64_t lanes(int64_t n) { return n <= 0 ? 0 : n >= MV ? MV : n; }
+static inline __mmask16 lane_mask(int64_t n) { return (__mmask16)((1u << lanes(n)) - 1u); }
+
+/* the forward's epilogue on one vector of an output row, in the direct path's order:
+ * + bias, + residual (its lanes in keep), then max(., 0) as v < 0 ? 0 : v, so that a NaN
+ * stays NaN (as ReLU) */
+static inline __attribute__((always_inline)) __m512 epilogue(__m512 y, const float *bias, int64_t k,
+                                                             const float *res, __mmask16 keep, int relu) {
+  if (bias) y = _mm512_add_ps(y, _mm512_set1_ps(bias[k]));
+  if (res) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(keep, res));
+  if (relu) y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
+  return y;
+}
+
 typedef struct {
   int64_t Ci, Co, H, W, P;  /* input and output channels, the (output) grid, positions per plane */
   int64_t cs;               /* floats per input channel (P, or 4P for the stride-2 phase planes) */
@@ -90,14 +105,10 @@ static inline __attribute__((always_inline)) void mtile(float *restrict o, const
 #pragma GCC unroll 3
   for (int v = 0; v < nv; v++) {
     const int64_t j = j0 + v * MV;
-    const __mmask16 keep = P - j >= MV ? (__mmask16)0xFFFF : P - j <= 0 ? 0 : (__mmask16)((1u << (P - j)) - 1u);
+    const __mmask16 keep = lane_mask(P - j);
 #pragma GCC unroll 16
     for (int k = 0; k < nk; k++) {
-      __m512 y = acc[k][v];
-      if (e->bias) y = _mm512_add_ps(y, _mm512_set1_ps(e->bias[k0 + k]));
-      if (res) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(keep, res + (k0 + k) * P + j));
-      /* v < 0 ? 0 : v, so that a NaN stays NaN (as ReLU) */
-      if (e->relu) y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
+      const __m512 y = epilogue(acc[k][v], e->bias, k0 + k, res ? res + (k0 + k) * P + j : NULL, keep, e->relu);
       _mm512_mask_storeu_ps(o + (k0 + k) * P + j, keep, y);
     }
   }
@@ -494,9 +505,6 @@ int sf_conv2d_masked_kind(int64_t P, int64_t Co, int *kb, int *nv, int *kw) {
  * taps in the order (r, q)), so the bits are the same. */
 
 
-static inline int64_t lanes(int64_t n) { return n <= 0 ? 0 : n >= MV ? MV : n; }
-static inline __mmask16 lane_mask(int64_t n) { return (__mmask16)((1u << lanes(n)) - 1u); }
-
 /* ph + c*cstride + (a*2 + b)*pstride: [OH, OW] = img[c] [H, W] at rows 2i + a, columns
  * 2j + b (zeros outside) */
 static void s2_split(float *restrict ph, const float *restrict img, int64_t Ci, int64_t H, int64_t W, int64_t OH,
@@ -535,11 +543,8 @@ typedef struct {
 static void epi_row(float *restrict dst, const float *restrict src, int64_t n, const float *bias, int64_t k,
                     const float *restrict res, int relu) {
   for (int64_t j = 0; j < n; j += MV) {
-    const __mmask16 keep = n - j >= MV ? (__mmask16)0xFFFF : (__mmask16)((1u << (n - j)) - 1u);
-    __m512 y = _mm512_maskz_loadu_ps(keep, src + j);
-    if (bias) y = _mm512_add_ps(y, _mm512_set1_ps(bias[k]));
-    if (res) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(keep, res + j));
-    if (relu) y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
+    const __mmask16 keep = lane_mask(n - j);
+    const __m512 y = epilogue(_mm512_maskz_loadu_ps(keep, src + j), bias, k, res ? res + j : NULL, keep, relu);
     _mm512_mask_storeu_ps(dst + j, keep, y);
   }
 }
