@@ -504,7 +504,6 @@ int sf_conv2d_masked_kind(int64_t P, int64_t Co, int *kb, int *nv, int *kw) {
  * Both are the same sums in the same order as the phase path's (over channels, then
  * taps in the order (r, q)), so the bits are the same. */
 
-
 /* ph + c*cstride + (a*2 + b)*pstride: [OH, OW] = img[c] [H, W] at rows 2i + a, columns
  * 2j + b (zeros outside) */
 static void s2_split(float *restrict ph, const float *restrict img, int64_t Ci, int64_t H, int64_t W, int64_t OH,
@@ -551,7 +550,7 @@ static void epi_row(float *restrict dst, const float *restrict src, int64_t n, c
 
 /* Small output planes (7x7: 49 positions in 4 vectors) stack nb images on one grid (their
  * phase planes side by side, the masks cutting at each image's first and last row):
- * 4 x 49 positions fill 13 vectors. The tiles write a [Co, nb*P] buffer that the epilogue
+ * 8 x 49 positions fill 25 vectors. The tiles write a [Co, nb*P] buffer that the epilogue
  * copies out image by image. */
 static void s2_stacked(const s2ctx *d, int64_t lo, int64_t hi) {
   const mgeom *g = d->g;
