@@ -50,7 +50,6 @@ typedef struct {
   const __mmask16 *mask;    /* [nvec + 3][T]: the lanes of vector v that tap t reads inside its plane */
   int64_t off[9];           /* where tap t reads, from its input channel's start (stride 1: tap
                                t = r*3 + q at (r-1)*W + (q-1)) */
-  int64_t pf;               /* the offset whose lines a tile prefetches for the next one */
   int64_t nb, Hi;           /* images stacked on the grid (H = nb*Hi rows), rows per image */
   int kind;                 /* register tile shape (mkinds) */
 } mgeom;
@@ -180,7 +179,7 @@ static void mimage(float *out, const float *in, const float *wp, const mgeom *g,
      * planes come from memory, and the tiles would otherwise wait for them */
     if (j0 + tile < g->P)
       for (int64_t c = 0; c < g->Ci; c++) {
-        const char *p = (const char *)(in + c * g->cs + j0 + tile + g->pf);
+        const char *p = (const char *)(in + c * g->cs + j0 + tile + g->W);
         for (int l = 0; l <= mk->nv; l++) _mm_prefetch(p + l * 64, _MM_HINT_T0);
       }
     int64_t k0 = 0;
@@ -229,7 +228,7 @@ int sf_conv2d_masked_ok(int64_t H, int64_t W, int64_t R, int64_t S, int64_t stri
 static int mgeom_init_stacked(mgeom *g, int64_t Ci, int64_t Co, int64_t Hi, int64_t nb, int64_t W, int64_t cs,
                               int64_t T, const int *plane, const int *dr, const int *dq) {
   const int64_t H = nb * Hi;
-  *g = (mgeom){.Ci = Ci, .Co = Co, .H = H, .W = W, .P = H * W, .cs = cs, .T = T, .pf = W, .nb = nb, .Hi = Hi};
+  *g = (mgeom){.Ci = Ci, .Co = Co, .H = H, .W = W, .P = H * W, .cs = cs, .T = T, .nb = nb, .Hi = Hi};
   g->nvec = (g->P + MV - 1) / MV;
   /* the masks of every vector of the plane, and of the vectors a last tile reads past it */
   const int64_t nmask = g->nvec + 3;
@@ -286,9 +285,8 @@ static void s2_split(float *restrict ph, const float *restrict img, int64_t Ci, 
 #define MWK 3
 
 static inline __attribute__((always_inline)) void mwtile(float *restrict part, int64_t C, const float *restrict dout,
-                                                         int64_t dstride, int64_t ks, const float *restrict x,
-                                                         int64_t xstride, int64_t nb, const mgeom *g, const int nk,
-                                                         const int s2) {
+                                                         int64_t dstride, const float *restrict x, int64_t xstride,
+                                                         int64_t nb, const mgeom *g, const int nk, const int s2) {
   __m512 acc[MWK][9];
 #pragma GCC unroll 3
   for (int k = 0; k < nk; k++)
@@ -301,7 +299,7 @@ static inline __attribute__((always_inline)) void mwtile(float *restrict part, i
     for (int64_t j = 0; j < P; j += MV, m += 9) {
       __m512 d[MWK];
 #pragma GCC unroll 3
-      for (int k = 0; k < nk; k++) d[k] = _mm512_maskz_loadu_ps(m[4], db + k * ks + j); /* tap (1,1): j < P */
+      for (int k = 0; k < nk; k++) d[k] = _mm512_maskz_loadu_ps(m[4], db + k * P + j); /* tap (1,1): j < P */
 #pragma GCC unroll 3
       for (int r = 0; r < 3; r++) {
         const float *row = xb + (r - 1) * W + j;
@@ -324,21 +322,22 @@ static inline __attribute__((always_inline)) void mwtile(float *restrict part, i
     for (int t = 0; t < 9; t++) part[k * C * 9 + t] += _mm512_reduce_add_ps(acc[k][t]);
 }
 
-/* dout + b*dstride + k*ks: image b's plane of output channel k (of the tile's); x +
- * b*xstride: image b's plane (planes) of the tile's input channel */
-typedef void (*mwtile_fn)(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride, int64_t ks,
+/* dout + b*dstride + k*P: image b's plane of the tile's output channel k; x + b*xstride:
+ * image b's plane (phase planes) of the tile's input channel. MWFN instantiates a weight
+ * tile (mwtile, or mwrow8 below) for one shape n and stride flag s2. */
+typedef void (*mwtile_fn)(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride,
                           const float *restrict x, int64_t xstride, int64_t nb, const mgeom *g);
-#define MWTILE(name, nk, s2)                                                                                   \
-  static void name(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride, int64_t ks,   \
+#define MWFN(name, tile, n, s2)                                                                                \
+  static void name(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride,               \
                    const float *restrict x, int64_t xstride, int64_t nb, const mgeom *g) {                     \
-    mwtile(part, C, dout, dstride, ks, x, xstride, nb, g, nk, s2);                                             \
+    tile(part, C, dout, dstride, x, xstride, nb, g, n, s2);                                                    \
   }
-MWTILE(mwtile_3, 3, 0)
-MWTILE(mwtile_2, 2, 0)
-MWTILE(mwtile_1, 1, 0)
-MWTILE(mwtile_s2_3, 3, 1)
-MWTILE(mwtile_s2_2, 2, 1)
-MWTILE(mwtile_s2_1, 1, 1)
+MWFN(mwtile_3, mwtile, 3, 0)
+MWFN(mwtile_2, mwtile, 2, 0)
+MWFN(mwtile_1, mwtile, 1, 0)
+MWFN(mwtile_s2_3, mwtile, 3, 1)
+MWFN(mwtile_s2_2, mwtile, 2, 1)
+MWFN(mwtile_s2_1, mwtile, 1, 1)
 static const mwtile_fn mwtiles[2][4] = {{NULL, mwtile_1, mwtile_2, mwtile_3}, {NULL, mwtile_s2_1, mwtile_s2_2, mwtile_s2_3}};
 
 /* The same sums for 8 output channels and one row r of taps (q = 0, 1, 2): 24
@@ -347,9 +346,8 @@ static const mwtile_fn mwtiles[2][4] = {{NULL, mwtile_1, mwtile_2, mwtile_3}, {N
  * held mwtile at ~115 GFLOP/s with every operand in L1. Each accumulator sums the same
  * products in the same lanes and order as mwtile's, so the bits are the same. */
 static inline __attribute__((always_inline)) void mwrow8(float *restrict part, int64_t C, const float *restrict dout,
-                                                         int64_t dstride, int64_t ks, const float *restrict x,
-                                                         int64_t xstride, int64_t nb, const mgeom *g, const int r,
-                                                         const int s2) {
+                                                         int64_t dstride, const float *restrict x, int64_t xstride,
+                                                         int64_t nb, const mgeom *g, const int r, const int s2) {
   __m512 acc[8][3];
 #pragma GCC unroll 8
   for (int k = 0; k < 8; k++)
@@ -369,7 +367,7 @@ static inline __attribute__((always_inline)) void mwrow8(float *restrict part, i
       }
 #pragma GCC unroll 8
       for (int k = 0; k < 8; k++) {
-        const __m512 d = _mm512_maskz_loadu_ps(m[4], db + k * ks + j); /* tap (1,1): j < P */
+        const __m512 d = _mm512_maskz_loadu_ps(m[4], db + k * P + j); /* tap (1,1): j < P */
 #pragma GCC unroll 3
         for (int q = 0; q < 3; q++) acc[k][q] = _mm512_fmadd_ps(d, xv[q], acc[k][q]);
       }
@@ -381,18 +379,12 @@ static inline __attribute__((always_inline)) void mwrow8(float *restrict part, i
     for (int q = 0; q < 3; q++) part[k * C * 9 + r * 3 + q] += _mm512_reduce_add_ps(acc[k][q]);
 }
 
-/* (the same signature as mwtile_fn) */
-#define MWROW(name, r, s2)                                                                                     \
-  static void name(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride, int64_t ks,   \
-                   const float *restrict x, int64_t xstride, int64_t nb, const mgeom *g) {                     \
-    mwrow8(part, C, dout, dstride, ks, x, xstride, nb, g, r, s2);                                              \
-  }
-MWROW(mwrow8_0, 0, 0)
-MWROW(mwrow8_1, 1, 0)
-MWROW(mwrow8_2, 2, 0)
-MWROW(mwrow8_s2_0, 0, 1)
-MWROW(mwrow8_s2_1, 1, 1)
-MWROW(mwrow8_s2_2, 2, 1)
+MWFN(mwrow8_0, mwrow8, 0, 0)
+MWFN(mwrow8_1, mwrow8, 1, 0)
+MWFN(mwrow8_2, mwrow8, 2, 0)
+MWFN(mwrow8_s2_0, mwrow8, 0, 1)
+MWFN(mwrow8_s2_1, mwrow8, 1, 1)
+MWFN(mwrow8_s2_2, mwrow8, 2, 1)
 static const mwtile_fn mwrows[2][3] = {{mwrow8_0, mwrow8_1, mwrow8_2}, {mwrow8_s2_0, mwrow8_s2_1, mwrow8_s2_2}};
 
 /* images per chunk: about 1024 positions, so the lane sums closing each tile stay small
@@ -438,8 +430,7 @@ static void mw_part(void *ctx, int64_t lo, int64_t hi, int part) {
   for (int64_t i0 = lo; i0 < hi; i0 += B) {
     const int64_t nb = hi - i0 < B ? hi - i0 : B;
     const float *dn = d->dout + i0 * K * P, *xn = d->inp + i0 * C * P;
-    const int64_t dbs = K * P, dks = P; /* dout's image and channel strides */
-    int64_t xbs = C * P, xcs = P;       /* x's */
+    int64_t xbs = C * P, xcs = P; /* x's image and channel strides */
     if (d->s2) { /* the chunk's images as phase planes */
       for (int64_t b = 0; b < nb; b++)
         s2_split(ph + b * C * cs, d->inp + (i0 + b) * C * d->H * d->W, C, d->H, d->W, g->H, g->W, cs, g->P);
@@ -454,13 +445,13 @@ static void mw_part(void *ctx, int64_t lo, int64_t hi, int part) {
         if (c + 1 < C)
           for (int64_t b = 0; b < nb; b++)
             for (int64_t j = 0; j < cs; j += 16) _mm_prefetch((const char *)(xn + b * xbs + (c + 1) * xcs + j), _MM_HINT_T1);
-        for (int r = 0; r < 3; r++) mwrows[d->s2][r](acc + (k * C + c) * 9, C, dn + k * dks, dbs, dks, xn + c * xcs, xbs, nb, g);
+        for (int r = 0; r < 3; r++) mwrows[d->s2][r](acc + (k * C + c) * 9, C, dn + k * P, K * P, xn + c * xcs, xbs, nb, g);
       }
     if (K8 < K)
       for (int64_t c = 0; c < C; c++) {
         int64_t k = K8;
-        for (; k + MWK <= K; k += MWK) tiles[3](acc + (k * C + c) * 9, C, dn + k * dks, dbs, dks, xn + c * xcs, xbs, nb, g);
-        if (K > k) tiles[K - k](acc + (k * C + c) * 9, C, dn + k * dks, dbs, dks, xn + c * xcs, xbs, nb, g);
+        for (; k + MWK <= K; k += MWK) tiles[3](acc + (k * C + c) * 9, C, dn + k * P, K * P, xn + c * xcs, xbs, nb, g);
+        if (K > k) tiles[K - k](acc + (k * C + c) * 9, C, dn + k * P, K * P, xn + c * xcs, xbs, nb, g);
       }
   }
 }
