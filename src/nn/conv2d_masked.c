@@ -279,78 +279,22 @@ static void s2_split(float *restrict ph, const float *restrict img, int64_t Ci, 
 /* ---- the weight gradient ----
  * dw[k][c][t] = sum over images and positions j of dout[k][j] * x[c][j + off[t]], the x
  * loads masked as in the forward (zeros outside the image), dout read dense (zeros past
- * the plane): neither is copied. A tile holds nk <= 3 output channels x 9 taps of one
- * input channel in 27 accumulators over a chunk of images, then adds their lane sums to
- * the part. */
-#define MWK 3
-
-static inline __attribute__((always_inline)) void mwtile(float *restrict part, int64_t C, const float *restrict dout,
-                                                         int64_t dstride, const float *restrict x, int64_t xstride,
-                                                         int64_t nb, const mgeom *g, const int nk, const int s2) {
-  __m512 acc[MWK][9];
-#pragma GCC unroll 3
-  for (int k = 0; k < nk; k++)
-#pragma GCC unroll 9
-    for (int t = 0; t < 9; t++) acc[k][t] = _mm512_setzero_ps();
-  const int64_t P = g->P, W = g->W;
-  for (int64_t b = 0; b < nb; b++) {
-    const float *db = dout + b * dstride, *xb = x + b * xstride;
-    const __mmask16 *m = g->mask;
-    for (int64_t j = 0; j < P; j += MV, m += 9) {
-      __m512 d[MWK];
-#pragma GCC unroll 3
-      for (int k = 0; k < nk; k++) d[k] = _mm512_maskz_loadu_ps(m[4], db + k * P + j); /* tap (1,1): j < P */
-#pragma GCC unroll 3
-      for (int r = 0; r < 3; r++) {
-        const float *row = xb + (r - 1) * W + j;
-#pragma GCC unroll 3
-        for (int q = 0; q < 3; q++) {
-          /* stride 2: tap (r, q) reads phase plane s2_plane[t] (P floats each) shifted by
-           * (s2_dr[t], s2_dq[t]) (the forward's offsets, constants once unrolled) */
-          const int t = r * 3 + q;
-          const float *xp = s2 ? xb + j + s2_plane[t] * P + s2_dr[t] * W + s2_dq[t] : row + (q - 1);
-          const __m512 xv = _mm512_maskz_loadu_ps(m[t], xp);
-#pragma GCC unroll 3
-          for (int k = 0; k < nk; k++) acc[k][r * 3 + q] = _mm512_fmadd_ps(d[k], xv, acc[k][r * 3 + q]);
-        }
-      }
-    }
-  }
-#pragma GCC unroll 3
-  for (int k = 0; k < nk; k++)
-#pragma GCC unroll 9
-    for (int t = 0; t < 9; t++) part[k * C * 9 + t] += _mm512_reduce_add_ps(acc[k][t]);
-}
-
-/* dout + b*dstride + k*P: image b's plane of the tile's output channel k; x + b*xstride:
- * image b's plane (phase planes) of the tile's input channel. MWFN instantiates a weight
- * tile (mwtile, or mwrow8 below) for one shape n and stride flag s2. */
-typedef void (*mwtile_fn)(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride,
-                          const float *restrict x, int64_t xstride, int64_t nb, const mgeom *g);
-#define MWFN(name, tile, n, s2)                                                                                \
-  static void name(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride,               \
-                   const float *restrict x, int64_t xstride, int64_t nb, const mgeom *g) {                     \
-    tile(part, C, dout, dstride, x, xstride, nb, g, n, s2);                                                    \
-  }
-MWFN(mwtile_3, mwtile, 3, 0)
-MWFN(mwtile_2, mwtile, 2, 0)
-MWFN(mwtile_1, mwtile, 1, 0)
-MWFN(mwtile_s2_3, mwtile, 3, 1)
-MWFN(mwtile_s2_2, mwtile, 2, 1)
-MWFN(mwtile_s2_1, mwtile, 1, 1)
-static const mwtile_fn mwtiles[2][4] = {{NULL, mwtile_1, mwtile_2, mwtile_3}, {NULL, mwtile_s2_1, mwtile_s2_2, mwtile_s2_3}};
-
-/* The same sums for 8 output channels and one row r of taps (q = 0, 1, 2): 24
- * accumulators, fed per vector of positions by 3 masked loads of x and 8 loads of dout,
- * against 9 masked loads and 3 of dout for the 27 of mwtile: the masked loads are what
- * held mwtile at ~115 GFLOP/s with every operand in L1. Each accumulator sums the same
- * products in the same lanes and order as mwtile's, so the bits are the same. */
-static inline __attribute__((always_inline)) void mwrow8(float *restrict part, int64_t C, const float *restrict dout,
-                                                         int64_t dstride, const float *restrict x, int64_t xstride,
-                                                         int64_t nb, const mgeom *g, const int r, const int s2) {
+ * the plane): neither is copied.
+ *
+ * A tile holds nk output channels x one row r of taps (q = 0, 1, 2) of one input channel
+ * over a chunk of images, then adds its lane sums to the part: with nk = 8, 24
+ * accumulators fed per vector of positions by 3 masked loads of x and 8 loads of dout.
+ * (A tile of 3 channels x all 9 taps, 27 accumulators, needed 9 masked loads and 3 of
+ * dout for them and ran at ~115 GFLOP/s with every operand in L1: the masked loads were
+ * its limit. Each accumulator sums the same products in the same lanes and order either
+ * way.) Channels past the last block of 8 take one-channel tiles. */
+static inline __attribute__((always_inline)) void mwrow(float *restrict part, int64_t C, const float *restrict dout,
+                                                        int64_t dstride, const float *restrict x, int64_t xstride,
+                                                        int64_t nb, const mgeom *g, const int r, const int nk,
+                                                        const int s2) {
   __m512 acc[8][3];
 #pragma GCC unroll 8
-  for (int k = 0; k < 8; k++)
+  for (int k = 0; k < nk; k++)
 #pragma GCC unroll 3
     for (int q = 0; q < 3; q++) acc[k][q] = _mm512_setzero_ps();
   const int64_t P = g->P, W = g->W;
@@ -361,12 +305,14 @@ static inline __attribute__((always_inline)) void mwrow8(float *restrict part, i
       __m512 xv[3];
 #pragma GCC unroll 3
       for (int q = 0; q < 3; q++) {
+        /* stride 2: tap t reads phase plane s2_plane[t] (P floats each) shifted by
+         * (s2_dr[t], s2_dq[t]) (the forward's offsets, constants once unrolled) */
         const int t = r * 3 + q;
         const float *xp = s2 ? xb + j + s2_plane[t] * P + s2_dr[t] * W + s2_dq[t] : xb + (r - 1) * W + j + (q - 1);
         xv[q] = _mm512_maskz_loadu_ps(m[t], xp);
       }
 #pragma GCC unroll 8
-      for (int k = 0; k < 8; k++) {
+      for (int k = 0; k < nk; k++) {
         const __m512 d = _mm512_maskz_loadu_ps(m[4], db + k * P + j); /* tap (1,1): j < P */
 #pragma GCC unroll 3
         for (int q = 0; q < 3; q++) acc[k][q] = _mm512_fmadd_ps(d, xv[q], acc[k][q]);
@@ -374,18 +320,35 @@ static inline __attribute__((always_inline)) void mwrow8(float *restrict part, i
     }
   }
 #pragma GCC unroll 8
-  for (int k = 0; k < 8; k++)
+  for (int k = 0; k < nk; k++)
 #pragma GCC unroll 3
     for (int q = 0; q < 3; q++) part[k * C * 9 + r * 3 + q] += _mm512_reduce_add_ps(acc[k][q]);
 }
 
-MWFN(mwrow8_0, mwrow8, 0, 0)
-MWFN(mwrow8_1, mwrow8, 1, 0)
-MWFN(mwrow8_2, mwrow8, 2, 0)
-MWFN(mwrow8_s2_0, mwrow8, 0, 1)
-MWFN(mwrow8_s2_1, mwrow8, 1, 1)
-MWFN(mwrow8_s2_2, mwrow8, 2, 1)
-static const mwtile_fn mwrows[2][3] = {{mwrow8_0, mwrow8_1, mwrow8_2}, {mwrow8_s2_0, mwrow8_s2_1, mwrow8_s2_2}};
+/* dout + b*dstride + k*P: image b's plane of the tile's output channel k; x + b*xstride:
+ * image b's plane (phase planes) of the tile's input channel */
+typedef void (*mwrow_fn)(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride,
+                         const float *restrict x, int64_t xstride, int64_t nb, const mgeom *g);
+#define MWROW(name, r, nk, s2)                                                                                 \
+  static void name(float *restrict part, int64_t C, const float *restrict dout, int64_t dstride,               \
+                   const float *restrict x, int64_t xstride, int64_t nb, const mgeom *g) {                     \
+    mwrow(part, C, dout, dstride, x, xstride, nb, g, r, nk, s2);                                               \
+  }
+MWROW(mwrow8_0, 0, 8, 0)
+MWROW(mwrow8_1, 1, 8, 0)
+MWROW(mwrow8_2, 2, 8, 0)
+MWROW(mwrow1_0, 0, 1, 0)
+MWROW(mwrow1_1, 1, 1, 0)
+MWROW(mwrow1_2, 2, 1, 0)
+MWROW(mwrow8_s2_0, 0, 8, 1)
+MWROW(mwrow8_s2_1, 1, 8, 1)
+MWROW(mwrow8_s2_2, 2, 8, 1)
+MWROW(mwrow1_s2_0, 0, 1, 1)
+MWROW(mwrow1_s2_1, 1, 1, 1)
+MWROW(mwrow1_s2_2, 2, 1, 1)
+/* [stride 2][8 channels, 1][tap row] */
+static const mwrow_fn mwrows[2][2][3] = {{{mwrow8_0, mwrow8_1, mwrow8_2}, {mwrow1_0, mwrow1_1, mwrow1_2}},
+                                         {{mwrow8_s2_0, mwrow8_s2_1, mwrow8_s2_2}, {mwrow1_s2_0, mwrow1_s2_1, mwrow1_s2_2}}};
 
 /* images per chunk: about 1024 positions, so the lane sums closing each tile stay small
  * next to its FMAs (an 8x8 image alone has 4 vectors of positions); at most 8 images of
@@ -426,7 +389,6 @@ static void mw_part(void *ctx, int64_t lo, int64_t hi, int part) {
     __atomic_store_n(&d->fail, 1, __ATOMIC_RELAXED);
     return;
   }
-  const mwtile_fn *tiles = mwtiles[d->s2];
   for (int64_t i0 = lo; i0 < hi; i0 += B) {
     const int64_t nb = hi - i0 < B ? hi - i0 : B;
     const float *dn = d->dout + i0 * K * P, *xn = d->inp + i0 * C * P;
@@ -437,22 +399,17 @@ static void mw_part(void *ctx, int64_t lo, int64_t hi, int part) {
       xn = ph, xbs = C * cs, xcs = cs;
     }
     /* blocks of 8 output channels: their dout planes (8 x ~1024 positions, 32 kB) stay
-     * in L1 over all the input channels */
-    const int64_t K8 = K / 8 * 8;
-    for (int64_t k = 0; k < K8; k += 8)
+     * in L1 over all the input channels; then the channels past the last block, one by one */
+    for (int64_t k = 0; k < K; k += k + 8 <= K ? 8 : 1) {
+      const mwrow_fn *rows = mwrows[d->s2][k + 8 <= K ? 0 : 1];
       for (int64_t c = 0; c < C; c++) {
         /* the next channel's planes, ahead of their first sweep */
         if (c + 1 < C)
           for (int64_t b = 0; b < nb; b++)
             for (int64_t j = 0; j < cs; j += 16) _mm_prefetch((const char *)(xn + b * xbs + (c + 1) * xcs + j), _MM_HINT_T1);
-        for (int r = 0; r < 3; r++) mwrows[d->s2][r](acc + (k * C + c) * 9, C, dn + k * P, K * P, xn + c * xcs, xbs, nb, g);
+        for (int r = 0; r < 3; r++) rows[r](acc + (k * C + c) * 9, C, dn + k * P, K * P, xn + c * xcs, xbs, nb, g);
       }
-    if (K8 < K)
-      for (int64_t c = 0; c < C; c++) {
-        int64_t k = K8;
-        for (; k + MWK <= K; k += MWK) tiles[3](acc + (k * C + c) * 9, C, dn + k * P, K * P, xn + c * xcs, xbs, nb, g);
-        if (K > k) tiles[K - k](acc + (k * C + c) * 9, C, dn + k * P, K * P, xn + c * xcs, xbs, nb, g);
-      }
+    }
   }
 }
 
