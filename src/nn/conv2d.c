@@ -1062,11 +1062,6 @@ static int64_t spw_jpad(const sf_conv2d_shape *s) {
 #endif
 }
 
-/* d[0, n) = s[0, 2n, 2) */
-static inline void gather_even(float *restrict d, const float *restrict s, int64_t n) {
-  for (int64_t i = 0; i < n; i++) d[i] = s[2 * i];
-}
-
 /* sub [C, ld] = inp[c][oh*sh][ow*sw], zero in [P, ld) */
 static void spw_gather(float *sub, int64_t ld, const float *img, const sf_conv2d_shape *s) {
   const int64_t P = s->OH * s->OW;
@@ -1075,10 +1070,7 @@ static void spw_gather(float *sub, int64_t ld, const float *img, const sf_conv2d
     float *dst = sub + c * ld;
     for (int64_t oh = 0; oh < s->OH; oh++) {
       const float *row = plane + oh * s->stride_h * s->W;
-      if (s->stride_w == 2)
-        gather_even(dst + oh * s->OW, row, s->OW);
-      else
-        for (int64_t ow = 0; ow < s->OW; ow++) dst[oh * s->OW + ow] = row[ow * s->stride_w];
+      for (int64_t ow = 0; ow < s->OW; ow++) dst[oh * s->OW + ow] = row[ow * s->stride_w];
     }
     row_zero(dst + P, ld - P);
   }
@@ -1233,12 +1225,10 @@ static void reserve_part(void *ctx, int64_t lo, int64_t hi, int part) {
      * images (the weight gradient) */
     const int64_t wb = direct_w_ok(s) && masked_s2_w_ok(s) ? sf_conv2d_masked_wgrad_chunk(s->OH, s->OW) : 1;
     const int64_t fb = sf_conv2d_masked_s2_stack(s->OH, s->OW); /* images stacked by the forward */
-    const int64_t nb = wb > fb ? wb : fb;
-    if (nb * 4 * s->C * p > n1) n1 = nb * 4 * s->C * p;
-    if (4 * s->C * p > n2) n2 = 4 * s->C * p;
-    if (fb * s->K * p > n2) n2 = fb * s->K * p;
-    if (fb * 4 * s->C * p > n2) n2 = fb * 4 * s->C * p;  /* the input gradient's phases, stacked */
-    if (fb * s->K * p > n1) n1 = fb * s->K * p;          /* and its stacked dout */
+    const int64_t nb = wb > fb ? wb : fb, wide = fb * (s->K > 4 * s->C ? s->K : 4 * s->C) * p;
+    if (nb * 4 * s->C * p > n1) n1 = nb * 4 * s->C * p; /* input phase planes */
+    if (fb * s->K * p > n1) n1 = fb * s->K * p;         /* the input gradient's stacked dout */
+    if (wide > n2) n2 = wide; /* the forward's stacked output, the input gradient's phases */
   }
   if (is_strided_pointwise(s)) {
     const int64_t big = (s->C > s->K ? s->C : s->K) * spw_jpad(s);
