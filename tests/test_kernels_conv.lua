@@ -199,6 +199,10 @@ local CASES = {
   {x = {2, 2, 20, 19}, w = {3, 2, 5, 5}, stride = 2, pad = 2, bias = true},
   -- strided 1x1 (the shortcut path): full and remainder channel tiles
   {x = {3, 9, 11, 13}, w = {12, 9, 1, 1}, stride = {2, 3}, pad = 0, bias = true},
+  -- 3x3 pad 1 stride 1 with 16 or more channels both ways: Winograd F(2x2, 3x3) forward and
+  -- input gradient on AVX-512 (odd plane sides: tiles cut at the edge; 17 outputs: a padded
+  -- register tile)
+  {x = {3, 16, 7, 9}, w = {17, 16, 3, 3}, stride = 1, pad = 1, bias = true},
 }
 
 -- Every algorithm of every kernel is exercised by CASES (checked against the naive
@@ -225,10 +229,18 @@ function TestConv2d:test_cases_cover_every_path()
   for _, kernel in ipairs{"forward", "backward_input", "backward_weight"} do
     lu.assertEquals(seen[kernel .. " direct-masked-phase"] or false, masked, kernel .. " direct-masked-phase on " .. sf.simd)
   end
+  -- and with 16 or more channels both ways, the forward and input gradient by Winograd
+  for _, kernel in ipairs{"forward", "backward_input"} do
+    lu.assertEquals(seen[kernel .. " winograd"] or false, masked, kernel .. " winograd on " .. sf.simd)
+  end
   -- the geometry of a CIFAR ResNet's layers
   local p = K.conv2d_path({128, 16, 32, 32}, {16, 16, 3, 3}, 1, 1)
   local d3 = masked and "direct-masked" or "direct"
-  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {d3, d3, d3})
+  local w3 = masked and "winograd" or "direct"
+  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {w3, w3, d3})
+  -- the stem (3 input channels): no Winograd forward
+  p = K.conv2d_path({128, 3, 32, 32}, {16, 3, 3, 3}, 1, 1)
+  lu.assertEquals({p.forward, p.backward_input}, {d3, d3})
   p = K.conv2d_path({128, 16, 32, 32}, {32, 16, 3, 3}, 2, 1)
   local d2 = masked and "direct-masked-phase" or "direct-phase"
   lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {d2, d2, masked and d2 or "direct"})
@@ -689,11 +701,13 @@ function TestConv2d:test_errors()
     g, x, g:narrow(1, 1, 1):view(-1):narrow(1, 1, 108):view{4, 3, 3, 3}, nil, 1, 1)
 end
 
--- runs fn with the masked 3x3 path (AVX-512 builds) switched on or off, restoring it
+-- runs fn with the masked 3x3 path (AVX-512 builds) switched on or off, restoring it;
+-- Winograd's path (which would take the wider layers first) is off meanwhile
 local function with_masked(on, fn, ...)
-  local was = K.conv2d_masked(on)
+  local was, wino = K.conv2d_masked(on), K.conv2d_winograd(false)
   local ok, err = pcall(fn, ...)
   K.conv2d_masked(was)
+  K.conv2d_winograd(wino)
   if not ok then error(err, 0) end
 end
 
@@ -765,6 +779,63 @@ function TestConv2d:test_masked_matches_direct()
     lu.assertEquals(r[true].pdx == "direct-masked-phase", r[false].pdx == "direct-phase", tag .. ": " .. r[true].pdx)
   end
   lu.assertErrorMsgContains("conv2d_masked: argument #1 (on) is number, expected a boolean or nil", K.conv2d_masked, 1)
+end
+
+-- Winograd F(2x2, 3x3) (3x3 pad 1 stride 1, 16 or more channels both ways, AVX-512) against
+-- the masked direct path: the forward (with its statistics and epilogue) and the input
+-- gradient agree to rounding, on planes with odd sides (tiles cut at the edges), one row,
+-- rows of more than 16 tiles, channels that do not fill the register tiles, and
+-- batches whose chunks of tile rows span images or end short; the same bits at 1 and 2
+-- threads. The weight gradient stays on the direct path.
+function TestConv2d:test_winograd_matches_direct()
+  if sf.simd ~= "avx512" then
+    lu.assertFalse(K.conv2d_winograd(), "no Winograd path without AVX-512")
+    lu.assertEquals(K.conv2d_path({2, 16, 8, 8}, {16, 16, 3, 3}, 1, 1).forward, "direct")
+    return
+  end
+  local rng = sf.rng(35)
+  local geoms = {{2, 16, 8, 8, 16}, {3, 16, 7, 9, 17}, {2, 24, 1, 5, 16}, {2, 16, 6, 4, 20}, {1, 16, 5, 40, 16},
+                 {5, 32, 4, 4, 32}, {9, 19, 3, 4, 33}, {2, 16, 34, 33, 24}, {3, 64, 4, 4, 64}}
+  local n0 = sf.threads()
+  for _, gm in ipairs(geoms) do
+    local xs, ws = {gm[1], gm[2], gm[3], gm[4]}, {gm[5], gm[2], 3, 3}
+    local ys = {gm[1], gm[5], gm[3], gm[4]}
+    local x, w, b = randn(xs, rng), randn(ws, rng), randn({gm[5]}, rng)
+    local res, g = randn(ys, rng), randn(ys, rng)
+    local tag = table.concat(xs, "x") .. " -> " .. gm[5]
+    local r = {}
+    for _, mode in ipairs{"direct", "w1", "w2"} do
+      local was = K.conv2d_winograd(mode ~= "direct")
+      sf.set_threads(mode == "w2" and 2 or 1)
+      local ok, err = pcall(function()
+        local p = K.conv2d_path(xs, ws, 1, 1)
+        local want = mode == "direct" and "direct-masked" or "winograd"
+        lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {want, want, "direct-masked"}, tag)
+        local o, st = K.conv2d_forward(x, w, b, 1, 1, nil, nil, nil, true)
+        r[mode] = {o = o, st = st, ep = K.conv2d_forward(x, w, b, 1, 1, nil, true, res),
+                   dx = K.conv2d_backward_input(g, w, x, 1, 1)}
+      end)
+      K.conv2d_winograd(was)
+      sf.set_threads(n0)
+      if not ok then error(err, 0) end
+    end
+    for _, k in ipairs{"o", "st", "ep", "dx"} do
+      -- rounding only: a few units in the last place of the outputs' scale (a wrong sign or
+      -- tap in a transform is off by the outputs' own size)
+      assert_near(r.w1[k], r.direct[k], 4e-6, tag .. ": " .. k)
+      lu.assertTrue(r.w1[k]:equal(r.w2[k]), tag .. ": " .. k .. " differs between 1 and 2 threads")
+    end
+  end
+  -- and against the naive reference, with the bias
+  local xs, ws = {2, 16, 6, 7}, {16, 16, 3, 3}
+  local x, w, b = randn(xs, rng), randn(ws, rng), randn({16}, rng)
+  local want, oshape = ref_conv(flat(x), xs, flat(w), ws, flat(b), 1, 1)
+  assert_near(K.conv2d_forward(x, w, b, 1, 1), want, 1e-5, "winograd forward against the reference")
+  local g = randn(oshape, rng)
+  local rdx = ref_conv_grads(flat(g), flat(x), xs, flat(w), ws, 1, 1)
+  assert_near(K.conv2d_backward_input(g, w, x, 1, 1), rdx, 1e-5, "winograd input gradient against the reference")
+  lu.assertErrorMsgContains("conv2d_winograd: argument #1 (on) is number, expected a boolean or nil",
+    K.conv2d_winograd, 1)
 end
 
 -- K.conv2d_backward runs both gradients; on stride-1 3x3 direct shapes in one pass over

@@ -309,6 +309,16 @@ static int l_conv2d_path(lua_State *L) {
   return 1;
 }
 
+/* K.conv2d_winograd([on]) -> whether the Winograd F(2x2, 3x3) path for 3x3 stride-1
+ * convolutions was on (false without AVX-512); with a boolean, switches it for the calls
+ * that follow (off: every output is the direct path's fixed-order sum, bit for bit) */
+static int l_conv2d_winograd(lua_State *L) {
+  if (!lua_isnoneornil(L, 1) && !lua_isboolean(L, 1))
+    luaL_error(L, "conv2d_winograd: argument #1 (on) is %s, expected a boolean or nil", luaL_typename(L, 1));
+  lua_pushboolean(L, sf_conv2d_winograd_enable(lua_isnoneornil(L, 1) ? -1 : lua_toboolean(L, 1)));
+  return 1;
+}
+
 /* K.conv2d_masked([on]) -> whether the masked 3x3 path was on (false on builds without
  * AVX-512); with a boolean, switches it for the calls that follow (tests, benchmarks) */
 static int l_conv2d_masked(lua_State *L) {
@@ -676,6 +686,7 @@ static const luaL_Reg lib[] = {
     {"conv2d_forward", l_conv2d_forward},
     {"conv2d_path", l_conv2d_path},
     {"conv2d_masked", l_conv2d_masked},
+    {"conv2d_winograd", l_conv2d_winograd},
     {"conv2d_backward_input", l_conv2d_backward_input},
     {"conv2d_backward_weight", l_conv2d_backward_weight},
     {"conv2d_backward", l_conv2d_backward},

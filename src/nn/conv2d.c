@@ -14,6 +14,7 @@
 
 #include "../core/parallel.h"
 #include "conv2d_masked.h"
+#include "conv2d_winograd.h"
 #include "nn.h"
 
 #define BI(x) ((blasint)(x))
@@ -427,6 +428,13 @@ static int direct_fwd_ok(const sf_conv2d_shape *s) {
  * unpadded planes with masked loads (conv2d_masked.c) */
 static int masked_ok(const sf_conv2d_shape *s) {
   return direct_ok(s) && sf_conv2d_masked_ok(s->H, s->W, s->R, s->S, s->stride_h, s->stride_w, s->pad_h, s->pad_w);
+}
+
+/* ... and by Winograd's F(2x2, 3x3) when there are channels enough (conv2d_winograd.c):
+ * kernel 0 the forward (Ci = C, Co = K), 1 the input gradient (Ci = K, Co = C) */
+static int wino_ok(const sf_conv2d_shape *s, int kernel) {
+  return masked_ok(s) && (kernel == 0 ? sf_conv2d_winograd_ok(s->C, s->K, s->H, s->W)
+                                      : sf_conv2d_winograd_ok(s->K, s->C, s->H, s->W));
 }
 
 /* 3x3 pad 1 stride 2 on AVX-512: the masked tiles on dense phase planes (conv2d_masked.c),
@@ -1230,6 +1238,14 @@ static void reserve_part(void *ctx, int64_t lo, int64_t hi, int part) {
     if (fb * s->K * p > n1) n1 = fb * s->K * p;         /* the input gradient's stacked dout */
     if (wide > n2) n2 = wide; /* the forward's stacked output, the input gradient's phases */
   }
+  for (int kernel = 0; kernel < 2; kernel++)
+    if (wino_ok(s, kernel)) { /* a chunk's transformed inputs and products */
+      int64_t wu, wm;
+      if (kernel == 0) sf_conv2d_winograd_scratch(s->C, s->K, s->H, s->W, &wu, &wm);
+      else sf_conv2d_winograd_scratch(s->K, s->C, s->H, s->W, &wu, &wm);
+      if (wu > n1) n1 = wu;
+      if (wm > n2) n2 = wm;
+    }
   if (is_strided_pointwise(s)) {
     const int64_t big = (s->C > s->K ? s->C : s->K) * spw_jpad(s);
     if (big > n1) n1 = big;
@@ -1247,7 +1263,10 @@ int sf_conv2d_reserve(const sf_conv2d_shape *s) {
   /* every part reserves its own thread's scratch; a part's sizes are those of a chunk */
   sf_parallel_for(parts, parts, reserve_part, ctx);
   /* the direct path's packed weights: prepared by the calling thread for every part */
-  if ((direct_fwd_ok(s) || is_strided_pointwise(s) || phase_bwd_ok(s)) && !sf_scratch3((size_t)(s->K * s->C * s->R * s->S)))
+  int64_t vf = wino_ok(s, 0) ? sf_conv2d_winograd_wfloats(s->C, s->K) : 0; /* Winograd's transformed weights */
+  if (wino_ok(s, 1) && sf_conv2d_winograd_wfloats(s->K, s->C) > vf) vf = sf_conv2d_winograd_wfloats(s->K, s->C);
+  if ((direct_fwd_ok(s) || is_strided_pointwise(s) || phase_bwd_ok(s)) &&
+      !sf_scratch3((size_t)(s->K * s->C * s->R * s->S + vf)))
     return sf_err("conv2d: out of memory allocating the packed weights");
   for (int p = 0; p < parts && p < 256; p++)
     if (fail[p]) /* the message was set on the failing thread: restate it on this one */
@@ -1432,12 +1451,18 @@ void sf_conv2d_forward_stats(float *out, float *stats, const float *inp, const f
   if (direct_fwd_ok(s)) {
     /* wp[((c*R + r)*S + q)*K + k] = weight[k][c][r][q] */
     const int64_t T = s->R * s->S;
-    float *wp = sf_scratch3((size_t)(K * C * T));
+    /* and after them, Winograd's transformed weights */
+    const int64_t vf = wino_ok(s, 0) ? sf_conv2d_winograd_wfloats(C, K) : 0;
+    float *wp = sf_scratch3((size_t)(K * C * T + vf));
     SF_ASSERT(wp);
     /* rows of wp written in turn (the other order scattered its stores: 59 -> 10 us for
      * 64 x 64 x 3 x 3, on the calling thread while the pool waits) */
     for (int64_t j = 0; j < C * T; j++)
       for (int64_t k = 0; k < K; k++) wp[j * K + k] = weight[k * C * T + j];
+    if (wino_ok(s, 0)) {
+      sf_conv2d_winograd_run(out, inp, wp, wp + K * C * T, N, C, K, s->H, s->W, bias, residual, relu, stats, parts);
+      return;
+    }
     if (masked_ok(s) &&
         sf_conv2d_masked_run(out, inp, wp, N, C, K, s->H, s->W, bias, residual, relu, stats, parts) == 0)
       return;
@@ -1458,7 +1483,8 @@ void sf_conv2d_forward_stats(float *out, float *stats, const float *inp, const f
  * the calling thread's scratch3 */
 static const float *pack_flipped(const float *weight, const sf_conv2d_shape *s) {
   const int64_t K = s->K, C = s->C, R = s->R, S = s->S;
-  float *wp = sf_scratch3((size_t)(K * C * R * S));
+  const int64_t vf = wino_ok(s, 1) ? sf_conv2d_winograd_wfloats(K, C) : 0; /* Winograd's, after */
+  float *wp = sf_scratch3((size_t)(K * C * R * S + vf));
   SF_ASSERT(wp); /* reserved by the caller through sf_conv2d_reserve */
   for (int64_t k = 0; k < K; k++) /* wp written in order */
     for (int64_t r = 0; r < R; r++)
@@ -1489,6 +1515,11 @@ void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weigh
   }
   if (direct_ok(s)) {
     const float *wp = pack_flipped(weight, s);
+    if (wino_ok(s, 1)) {
+      /* the transformed weights after the packed ones (sf_conv2d_reserve made room) */
+      sf_conv2d_winograd_run(dinp, dout, wp, (float *)wp + K * C * 9, N, K, C, s->H, s->W, NULL, NULL, 0, NULL, parts);
+      return;
+    }
     if (masked_ok(s) && sf_conv2d_masked_run(dinp, dout, wp, N, K, C, s->H, s->W, NULL, NULL, 0, NULL, parts) == 0)
       return;
     direct_geom g;
@@ -1686,6 +1717,10 @@ void sf_conv2d_tiles(char *buf, size_t n, const sf_conv2d_shape *s, int kernel) 
 #if SF_DIRECT
   if (is_pointwise(s) || is_strided_pointwise(s)) return;
   const int ms2 = (kernel == 0 && direct_fwd_ok(s) && masked_s2_ok(s)) || (kernel == 1 && phase_bwd_ok(s) && masked_s2_ok(s));
+  if ((kernel == 0 || kernel == 1) && wino_ok(s, kernel)) {
+    if (n > 16) snprintf(buf, n, "w%dx3", 8); /* the products' register tile */
+    return;
+  }
   if ((kernel == 0 || kernel == 1) && (masked_ok(s) || ms2)) {
     /* the masked path's tile over the dense plane (the output's), e.g. "m8x3", or
      * "m12x2,m8x2" with blocks of 12 channels first */
@@ -1730,12 +1765,14 @@ const char *sf_conv2d_path(const sf_conv2d_shape *s, int kernel) {
   if (is_strided_pointwise(s)) return "strided-pointwise";
   switch (kernel) {
   case 0:
-    return masked_ok(s)     ? "direct-masked"
+    return wino_ok(s, 0)    ? "winograd"
+           : masked_ok(s)   ? "direct-masked"
            : direct_ok(s)   ? "direct"
            : direct_fwd_ok(s) ? (masked_s2_ok(s) ? "direct-masked-phase" : "direct-phase")
                             : "im2col";
   case 1:
-    return masked_ok(s)     ? "direct-masked"
+    return wino_ok(s, 1)    ? "winograd"
+           : masked_ok(s)   ? "direct-masked"
            : direct_ok(s)   ? "direct"
            : phase_bwd_ok(s) ? (masked_s2_ok(s) ? "direct-masked-phase" : "direct-phase")
                             : "im2col";

@@ -90,6 +90,10 @@ void sf_conv2d_tiles(char *buf, size_t n, const sf_conv2d_shape *s, int kernel);
  * calls that follow (on by default; on < 0 only asks); returns the previous setting
  * (always 0 without AVX-512). For tests and benchmarks: off, those layers take the padded direct path. */
 int sf_conv2d_masked_enable(int on);
+/* The same for the Winograd F(2x2, 3x3) path of 3x3 stride-1 pad-1 layers with 16 or
+ * more channels on both sides ("winograd", AVX-512 builds only; on by default): off, they
+ * take the masked path, whose sums are the direct path's bit for bit. */
+int sf_conv2d_winograd_enable(int on);
 /* images per sgemm in the im2col path (for tests and benchmarks) */
 int64_t sf_conv2d_chunk_images(const sf_conv2d_shape *s);
 /* out[N,K,OH,OW] = conv(inp[N,C,H,W], weight[K,C,R,S]) + bias[K] (bias may be NULL) */

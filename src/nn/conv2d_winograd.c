@@ -1,0 +1,375 @@
+/* The stride-1 3x3 pad-1 convolution by Winograd's minimal filtering F(2x2, 3x3) (Lavin
+ * and Gray, "Fast algorithms for convolutional neural networks", 2016), on AVX-512.
+ *
+ * The output plane is cut into 2x2 tiles; tile (th, tw) reads the 4x4 input patch at rows
+ * 2th-1 .. 2th+2, columns 2tw-1 .. 2tw+2 (zeros outside the image: the padding). With
+ *
+ *   B^T = [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]        (input patch d, 4x4)
+ *   G   = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2; 0 0 1]      (kernel g, 3x3)
+ *   A^T = [1 1 1 0; 0 1 -1 -1]                           (output tile y, 2x2)
+ *
+ * y = A^T [ sum over input channels c of (G g[k,c] G^T) . (B^T d[c] B) ] A, where "." is the
+ * element-wise product of 4x4 matrices. So the 16 elements xi of the transformed domain are
+ * 16 independent matrix products M[xi] (Co x tiles) = V[xi] (Co x Ci) U[xi] (Ci x tiles):
+ * 16 multiply-adds per tile and channel pair where the direct sum takes 36, the rest being
+ * the transforms' additions, which are linear in the channels rather than quadratic.
+ *
+ * Work is done in chunks of consecutive rows of tiles (spanning images when the planes
+ * are small), sized so that a chunk's U and M stay in L2:
+ *   1. input transform: each input row is split into its even and odd columns (two
+ *      permutes), which gives the column transform of every tile along the row at once
+ *      (16 tiles per vector); the row transform combines 4 such rows;
+ *   2. the 16 products, on register tiles of 8 output channels x 3 vectors of tiles;
+ *   3. output transform, with the bias, residual and ReLU epilogue, the 2 columns of each
+ *      tile interleaved back by a permute, stored straight into the output rows.
+ *
+ * The results differ from the direct sum's by rounding only (the transforms add and halve;
+ * measured within a few ulps of the output's scale, tests/test_kernels_conv.lua), and do not
+ * depend on the thread count: every output is computed by the same operations in the same
+ * order whichever part computes it. */
+#include "conv2d_winograd.h"
+
+#include "../core/parallel.h"
+#include "nn.h"
+
+#if defined(__AVX512F__) && defined(__GNUC__)
+#include <immintrin.h>
+#include <string.h>
+
+#define WV 16 /* floats per vector */
+#define WK 8  /* output channels per register tile (Co is padded to a multiple: Kp) */
+/* floats of U and M together per chunk: 512 kB, half the L2 of the cores this targets */
+#define WBUDGET (128 * 1024)
+
+static int wino_on = 1;
+
+int sf_conv2d_winograd_enable(int on) {
+  if (on < 0) return __atomic_load_n(&wino_on, __ATOMIC_RELAXED);
+  return __atomic_exchange_n(&wino_on, on != 0, __ATOMIC_RELAXED);
+}
+
+/* Below 16 channels on either side the products are too short to pay for the transforms
+ * (the stem's 3 input channels): the masked direct path stays. */
+int sf_conv2d_winograd_ok(int64_t Ci, int64_t Co, int64_t H, int64_t W) {
+  return __atomic_load_n(&wino_on, __ATOMIC_RELAXED) && Ci >= 16 && Co >= 16 && H >= 1 && W >= 1;
+}
+
+static inline __mmask16 lane_mask(int64_t n) { return n <= 0 ? 0 : n >= WV ? 0xFFFF : (__mmask16)((1u << n) - 1u); }
+
+typedef struct {
+  int64_t Ci, Co, Kp, H, W, P;
+  int64_t TH, TW; /* tiles per column and per row of a plane */
+  int64_t rows;   /* rows of tiles per chunk */
+  int64_t Ts;     /* floats per (xi, channel) row of U and M: a chunk's tiles, rounded up to vectors */
+  int64_t us, ms; /* floats from one xi to the next in U and M: a vector more than their rows, so
+                     that the 16 rows a transform reads or writes at once are not all 4 kB
+                     apart, in the same few L1 sets (that made the transforms 2-3x slower) */
+} wgeom;
+
+static int64_t kpad(int64_t Co) { return (Co + WK - 1) / WK * WK; }
+
+static void wgeom_init(wgeom *g, int64_t Ci, int64_t Co, int64_t H, int64_t W) {
+  *g = (wgeom){.Ci = Ci, .Co = Co, .Kp = kpad(Co), .H = H, .W = W, .P = H * W, .TH = (H + 1) / 2, .TW = (W + 1) / 2};
+  const int64_t tiles = WBUDGET / (16 * (Ci + g->Kp)), most = tiles / g->TW > 0 ? tiles / g->TW : 1;
+  /* the most rows that fill whole register tiles (3 vectors: 48 tiles), when some do */
+  g->rows = most;
+  for (int64_t r = most; r >= 1; r--)
+    if (r * g->TW % (3 * WV) == 0) {
+      g->rows = r;
+      break;
+    }
+  g->Ts = (g->rows * g->TW + WV - 1) / WV * WV;
+  g->us = Ci * g->Ts + WV;
+  g->ms = g->Kp * g->Ts + WV;
+}
+
+int64_t sf_conv2d_winograd_wfloats(int64_t Ci, int64_t Co) { return 16 * Ci * kpad(Co); }
+
+void sf_conv2d_winograd_scratch(int64_t Ci, int64_t Co, int64_t H, int64_t W, int64_t *n1, int64_t *n2) {
+  wgeom g;
+  wgeom_init(&g, Ci, Co, H, W);
+  *n1 = 16 * g.us;
+  *n2 = 16 * g.ms;
+}
+
+/* V[xi][c][k] (k < Kp, zero past Co) = (G g[k,c] G^T)[xi] from wp[(c*9 + r*3 + s)*Co + k],
+ * 16 output channels at a time */
+static void weight_transform(float *restrict V, const float *restrict wp, int64_t Ci, int64_t Co, int64_t Kp) {
+  const __m512 half = _mm512_set1_ps(0.5f);
+  for (int64_t c = 0; c < Ci; c++)
+    for (int64_t k0 = 0; k0 < Kp; k0 += WV) {
+      const __mmask16 in = lane_mask(Co - k0), st = lane_mask(Kp - k0);
+      __m512 w[3][3], t[4][3];
+      for (int r = 0; r < 3; r++)
+        for (int s = 0; s < 3; s++) w[r][s] = _mm512_maskz_loadu_ps(in, wp + (c * 9 + r * 3 + s) * Co + k0);
+      for (int s = 0; s < 3; s++) { /* G g */
+        t[0][s] = w[0][s];
+        t[1][s] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(w[0][s], w[1][s]), w[2][s]));
+        t[2][s] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(w[0][s], w[1][s]), w[2][s]));
+        t[3][s] = w[2][s];
+      }
+      for (int a = 0; a < 4; a++) { /* (G g) G^T */
+        __m512 v[4];
+        v[0] = t[a][0];
+        v[1] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_add_ps(t[a][0], t[a][1]), t[a][2]));
+        v[2] = _mm512_mul_ps(half, _mm512_add_ps(_mm512_sub_ps(t[a][0], t[a][1]), t[a][2]));
+        v[3] = t[a][2];
+        for (int b = 0; b < 4; b++) _mm512_mask_storeu_ps(V + ((a * 4 + b) * Ci + c) * Kp + k0, st, v[b]);
+      }
+    }
+}
+
+/* permute indices: even and odd lanes of a 32-lane pair, and the interleave of two vectors */
+static inline __m512i idx_even(void) {
+  return _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
+}
+static inline __m512i idx_odd(void) {
+  return _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
+}
+static inline __m512i idx_lo(void) { return _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0); }
+static inline __m512i idx_hi(void) {
+  return _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
+}
+
+/* lanes m of the 16 starting at column col0 + m that lie in [0, W) */
+static inline __mmask16 col_mask(int64_t col0, int64_t W) {
+  unsigned m = 0;
+  for (int l = 0; l < WV; l++)
+    if (col0 + l >= 0 && col0 + l < W) m |= 1u << l;
+  return (__mmask16)m;
+}
+
+typedef struct {
+  __mmask16 a0, a1, b0, b1; /* the loads of a row: columns 2tw0-1+m and 2tw0+1+m, m < 32 */
+} rowmask;
+
+/* the column transform (d B) of the 16 tiles from tw0 along input row h of plane:
+ * r[j][l] for tile tw0 + l, from its columns 2tw-1 .. 2tw+2 (zeros outside the image) */
+static inline __attribute__((always_inline)) void row_cols(__m512 r[4], const float *plane, int64_t h,
+                                                           const wgeom *g, int64_t tw0, const rowmask *rm,
+                                                           __m512i ie, __m512i io) {
+  if (h < 0 || h >= g->H) {
+    r[0] = r[1] = r[2] = r[3] = _mm512_setzero_ps();
+    return;
+  }
+  const float *p = plane + h * g->W + 2 * tw0;
+  const __m512 a0 = _mm512_maskz_loadu_ps(rm->a0, p - 1), a1 = _mm512_maskz_loadu_ps(rm->a1, p + 15);
+  const __m512 b0 = _mm512_maskz_loadu_ps(rm->b0, p + 1), b1 = _mm512_maskz_loadu_ps(rm->b1, p + 17);
+  const __m512 op = _mm512_permutex2var_ps(a0, ie, a1); /* column 2tw - 1 */
+  const __m512 e = _mm512_permutex2var_ps(a0, io, a1);  /* 2tw */
+  const __m512 o = _mm512_permutex2var_ps(b0, ie, b1);  /* 2tw + 1 */
+  const __m512 en = _mm512_permutex2var_ps(b0, io, b1); /* 2tw + 2 */
+  r[0] = _mm512_sub_ps(op, o);
+  r[1] = _mm512_add_ps(e, o);
+  r[2] = _mm512_sub_ps(o, e);
+  r[3] = _mm512_sub_ps(e, en);
+}
+
+/* U[xi][c][(gg - g0)*TW + tw] = (B^T d B)[xi] of tile (th, tw) of image n, gg = n*TH + th,
+ * for the chunk's rows of tiles [g0, g1); lanes past the chunk's tiles are zeroed */
+static void input_transform(float *restrict U, const float *restrict in, const wgeom *g, int64_t g0, int64_t g1) {
+  const int64_t Ci = g->Ci, TH = g->TH, TW = g->TW, Ts = g->Ts, xs = g->us, nt = (g1 - g0) * TW;
+  const __m512i ie = idx_even(), io = idx_odd();
+  if (nt < Ts)
+    for (int xi = 0; xi < 16; xi++)
+      for (int64_t c = 0; c < Ci; c++) memset(U + xi * xs + c * Ts + nt, 0, (size_t)(Ts - nt) * sizeof(float));
+  for (int64_t tw0 = 0; tw0 < TW; tw0 += WV) {
+    const __mmask16 st = lane_mask(TW - tw0);
+    const rowmask rm = {col_mask(2 * tw0 - 1, g->W), col_mask(2 * tw0 + 15, g->W), col_mask(2 * tw0 + 1, g->W),
+                        col_mask(2 * tw0 + 17, g->W)};
+    for (int64_t c = 0; c < Ci; c++) {
+      __m512 r[4][4]; /* the column transforms of input rows 2th-1 .. 2th+2 */
+      for (int i = 0; i < 4; i++) /* (all set before use; this tells the compiler so) */
+        for (int j = 0; j < 4; j++) r[i][j] = _mm512_setzero_ps();
+      for (int64_t gg = g0; gg < g1; gg++) {
+        const int64_t n = gg / TH, th = gg % TH;
+        const float *plane = in + (n * Ci + c) * g->P;
+        if (gg > g0 && th > 0) { /* the previous tile row's last two */
+          for (int j = 0; j < 4; j++) r[0][j] = r[2][j], r[1][j] = r[3][j];
+        } else {
+          row_cols(r[0], plane, 2 * th - 1, g, tw0, &rm, ie, io);
+          row_cols(r[1], plane, 2 * th, g, tw0, &rm, ie, io);
+        }
+        row_cols(r[2], plane, 2 * th + 1, g, tw0, &rm, ie, io);
+        row_cols(r[3], plane, 2 * th + 2, g, tw0, &rm, ie, io);
+        float *u = U + c * Ts + (gg - g0) * TW + tw0;
+        for (int j = 0; j < 4; j++) {
+          _mm512_mask_storeu_ps(u + (0 * 4 + j) * xs, st, _mm512_sub_ps(r[0][j], r[2][j]));
+          _mm512_mask_storeu_ps(u + (1 * 4 + j) * xs, st, _mm512_add_ps(r[1][j], r[2][j]));
+          _mm512_mask_storeu_ps(u + (2 * 4 + j) * xs, st, _mm512_sub_ps(r[2][j], r[1][j]));
+          _mm512_mask_storeu_ps(u + (3 * 4 + j) * xs, st, _mm512_sub_ps(r[1][j], r[3][j]));
+        }
+      }
+    }
+  }
+}
+
+/* One register tile of the products: M[k][v*WV + lane] = sum over c of V[c][k] U[c][v*WV +
+ * lane], nk channels x nv vectors (M, U, V already at the tile's xi, first channel and
+ * first vector). */
+static inline __attribute__((always_inline)) void wtile(float *restrict M, const float *restrict U,
+                                                        const float *restrict V, int64_t Ci, int64_t Kp, int64_t Ts,
+                                                        const int nk, const int nv) {
+  __m512 acc[WK][3];
+#pragma GCC unroll 8
+  for (int k = 0; k < nk; k++)
+#pragma GCC unroll 3
+    for (int v = 0; v < nv; v++) acc[k][v] = _mm512_setzero_ps();
+  for (int64_t c = 0; c < Ci; c++) {
+    __m512 x[3];
+#pragma GCC unroll 3
+    for (int v = 0; v < nv; v++) x[v] = _mm512_load_ps(U + c * Ts + v * WV);
+#pragma GCC unroll 8
+    for (int k = 0; k < nk; k++) {
+      const __m512 b = _mm512_set1_ps(V[c * Kp + k]);
+#pragma GCC unroll 3
+      for (int v = 0; v < nv; v++) acc[k][v] = _mm512_fmadd_ps(b, x[v], acc[k][v]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int k = 0; k < nk; k++)
+#pragma GCC unroll 3
+    for (int v = 0; v < nv; v++) _mm512_store_ps(M + k * Ts + v * WV, acc[k][v]);
+}
+
+typedef void (*wtile_fn)(float *restrict M, const float *restrict U, const float *restrict V, int64_t Ci, int64_t Kp,
+                         int64_t Ts);
+#define WTILE(name, nv)                                                                                        \
+  static void name(float *restrict M, const float *restrict U, const float *restrict V, int64_t Ci, int64_t Kp, \
+                   int64_t Ts) {                                                                               \
+    wtile(M, U, V, Ci, Kp, Ts, WK, nv);                                                                        \
+  }
+WTILE(wtile_v3, 3)
+WTILE(wtile_v2, 2)
+WTILE(wtile_v1, 1)
+static const wtile_fn wtiles[4] = {NULL, wtile_v1, wtile_v2, wtile_v3};
+
+/* M[xi] = V[xi] U[xi] for the chunk's nt tiles */
+static void products(float *restrict M, const float *restrict U, const float *restrict V, const wgeom *g, int64_t nt) {
+  const int64_t Ci = g->Ci, Kp = g->Kp, Ts = g->Ts, nvec = (nt + WV - 1) / WV;
+  for (int xi = 0; xi < 16; xi++) {
+    const float *u = U + xi * g->us, *v = V + xi * Ci * Kp;
+    float *m = M + xi * g->ms;
+    for (int64_t v0 = 0; v0 < nvec; v0 += 3) {
+      const int64_t nv = nvec - v0 < 3 ? nvec - v0 : 3;
+      const wtile_fn f = wtiles[nv];
+      for (int64_t k0 = 0; k0 < Kp; k0 += WK) f(m + k0 * Ts + v0 * WV, u + v0 * WV, v + k0, Ci, Kp, Ts);
+    }
+  }
+}
+
+typedef struct {
+  const float *bias;     /* [Co] or NULL */
+  const float *residual; /* [N, Co, P] or NULL */
+  int relu;
+  float *stats; /* [N, Co, 2] or NULL */
+} wepi;
+
+/* + bias, + residual (its lanes in keep), then max(., 0) as v < 0 ? 0 : v (a NaN stays NaN) */
+static inline __attribute__((always_inline)) __m512 wepilogue(__m512 y, const wepi *e, int64_t k, const float *res,
+                                                              __mmask16 keep) {
+  if (e->bias) y = _mm512_add_ps(y, _mm512_set1_ps(e->bias[k]));
+  if (res) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(keep, res));
+  if (e->relu) y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
+  return y;
+}
+
+/* out rows 2th, 2th+1 of the chunk's tiles = A^T M A, with the epilogue */
+static void output_transform(float *restrict out, const float *restrict M, const wgeom *g, int64_t g0, int64_t g1,
+                             const wepi *e) {
+  const int64_t Co = g->Co, TH = g->TH, TW = g->TW, Ts = g->Ts, W = g->W, P = g->P;
+  const __m512i il = idx_lo(), ih = idx_hi();
+  for (int64_t tw0 = 0; tw0 < TW; tw0 += WV) {
+    const __mmask16 ld = lane_mask(TW - tw0);
+    const __mmask16 klo = col_mask(2 * tw0, W), khi = col_mask(2 * tw0 + WV, W);
+    for (int64_t k = 0; k < Co; k++)
+      for (int64_t gg = g0; gg < g1; gg++) {
+        const int64_t n = gg / TH, th = gg % TH;
+        const float *m = M + k * Ts + (gg - g0) * TW + tw0;
+        __m512 x[16];
+        for (int xi = 0; xi < 16; xi++) x[xi] = _mm512_maskz_loadu_ps(ld, m + xi * g->ms);
+        __m512 s[2][4];
+        for (int j = 0; j < 4; j++) {
+          s[0][j] = _mm512_add_ps(_mm512_add_ps(x[j], x[4 + j]), x[8 + j]);
+          s[1][j] = _mm512_sub_ps(_mm512_sub_ps(x[4 + j], x[8 + j]), x[12 + j]);
+        }
+        for (int a = 0; a < 2; a++) {
+          const int64_t oh = 2 * th + a;
+          if (oh >= g->H) break;
+          const __m512 y0 = _mm512_add_ps(_mm512_add_ps(s[a][0], s[a][1]), s[a][2]);
+          const __m512 y1 = _mm512_sub_ps(_mm512_sub_ps(s[a][1], s[a][2]), s[a][3]);
+          const int64_t at = (n * Co + k) * P + oh * W + 2 * tw0;
+          const float *res = e->residual ? e->residual + at : NULL;
+          float *o = out + at;
+          _mm512_mask_storeu_ps(o, klo, wepilogue(_mm512_permutex2var_ps(y0, il, y1), e, k, res, klo));
+          if (khi)
+            _mm512_mask_storeu_ps(o + WV, khi,
+                                  wepilogue(_mm512_permutex2var_ps(y0, ih, y1), e, k, res ? res + WV : NULL, khi));
+        }
+      }
+  }
+}
+
+typedef struct {
+  float *out;
+  const float *in, *V;
+  const wgeom *g;
+  const wepi *e;
+} wctx;
+
+static void wpart(void *ctx, int64_t lo, int64_t hi, int part) {
+  (void)part;
+  const wctx *d = ctx;
+  const wgeom *g = d->g;
+  float *U = sf_scratch((size_t)(16 * g->us));
+  float *M = sf_scratch2((size_t)(16 * g->ms));
+  SF_ASSERT(U && M); /* reserved by the caller through sf_conv2d_reserve */
+  for (int64_t g0 = lo * g->TH; g0 < hi * g->TH; g0 += g->rows) {
+    const int64_t g1 = g0 + g->rows < hi * g->TH ? g0 + g->rows : hi * g->TH;
+    input_transform(U, d->in, g, g0, g1);
+    products(M, U, d->V, g, (g1 - g0) * g->TW);
+    output_transform(d->out, M, g, g0, g1, d->e);
+    if (d->e->stats) /* the images whose last row of tiles this chunk wrote */
+      for (int64_t n = g0 / g->TH; n < hi && (n + 1) * g->TH <= g1; n++)
+        if ((n + 1) * g->TH > g0)
+          sf_batchnorm_image_stats(d->e->stats + n * g->Co * 2, d->out + n * g->Co * g->P, g->Co, g->P);
+  }
+}
+
+void sf_conv2d_winograd_run(float *out, const float *in, const float *wp, float *vw, int64_t N, int64_t Ci,
+                            int64_t Co, int64_t H, int64_t W, const float *bias, const float *residual, int relu,
+                            float *stats, int parts) {
+  wgeom g;
+  wgeom_init(&g, Ci, Co, H, W);
+  weight_transform(vw, wp, Ci, Co, g.Kp);
+  const wepi e = {bias, residual, relu, stats};
+  wctx d = {out, in, vw, &g, &e};
+  sf_parallel_for(parts, N, wpart, &d);
+}
+
+#else /* no AVX-512: never taken */
+
+int sf_conv2d_winograd_enable(int on) {
+  (void)on;
+  return 0;
+}
+int sf_conv2d_winograd_ok(int64_t Ci, int64_t Co, int64_t H, int64_t W) {
+  (void)Ci, (void)Co, (void)H, (void)W;
+  return 0;
+}
+int64_t sf_conv2d_winograd_wfloats(int64_t Ci, int64_t Co) {
+  (void)Ci, (void)Co;
+  return 0;
+}
+void sf_conv2d_winograd_scratch(int64_t Ci, int64_t Co, int64_t H, int64_t W, int64_t *n1, int64_t *n2) {
+  (void)Ci, (void)Co, (void)H, (void)W;
+  *n1 = *n2 = 0;
+}
+void sf_conv2d_winograd_run(float *out, const float *in, const float *wp, float *vw, int64_t N, int64_t Ci,
+                            int64_t Co, int64_t H, int64_t W, const float *bias, const float *residual, int relu,
+                            float *stats, int parts) {
+  (void)out, (void)in, (void)wp, (void)vw, (void)N, (void)Ci, (void)Co, (void)H, (void)W, (void)bias;
+  (void)residual, (void)relu, (void)stats, (void)parts;
+  SF_ASSERT(0 && "sf_conv2d_winograd_run without AVX-512");
+}
+#endif
