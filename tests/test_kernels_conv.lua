@@ -203,6 +203,8 @@ local CASES = {
   -- input gradient on AVX-512 (odd plane sides: tiles cut at the edge; 17 outputs: a padded
   -- register tile)
   {x = {3, 16, 7, 9}, w = {17, 16, 3, 3}, stride = 1, pad = 1, bias = true},
+  -- ... and with channels in multiples of 4, the weight gradient by F(3x3, 2x2)
+  {x = {2, 20, 6, 10}, w = {16, 20, 3, 3}, stride = 1, pad = 1, bias = false},
 }
 
 -- Every algorithm of every kernel is exercised by CASES (checked against the naive
@@ -229,15 +231,16 @@ function TestConv2d:test_cases_cover_every_path()
   for _, kernel in ipairs{"forward", "backward_input", "backward_weight"} do
     lu.assertEquals(seen[kernel .. " direct-masked-phase"] or false, masked, kernel .. " direct-masked-phase on " .. sf.simd)
   end
-  -- and with 16 or more channels both ways, the forward and input gradient by Winograd
-  for _, kernel in ipairs{"forward", "backward_input"} do
+  -- and with 16 or more channels both ways, the forward and input gradient by Winograd, and
+  -- the weight gradient too where the channels are multiples of 4
+  for _, kernel in ipairs{"forward", "backward_input", "backward_weight"} do
     lu.assertEquals(seen[kernel .. " winograd"] or false, masked, kernel .. " winograd on " .. sf.simd)
   end
   -- the geometry of a CIFAR ResNet's layers
   local p = K.conv2d_path({128, 16, 32, 32}, {16, 16, 3, 3}, 1, 1)
   local d3 = masked and "direct-masked" or "direct"
   local w3 = masked and "winograd" or "direct"
-  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {w3, w3, d3})
+  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {w3, w3, w3})
   -- the stem (3 input channels): no Winograd forward
   p = K.conv2d_path({128, 3, 32, 32}, {16, 3, 3, 3}, 1, 1)
   lu.assertEquals({p.forward, p.backward_input}, {d3, d3})
@@ -523,7 +526,8 @@ end
 
 function TestConv2d:test_finite_differences()
   local rng = sf.rng(14)
-  for ci, c in ipairs({CASES[1], CASES[2], CASES[5]}) do
+  -- the last case: Winograd's three kernels on AVX-512
+  for ci, c in ipairs({CASES[1], CASES[2], CASES[5], CASES[#CASES]}) do
     local x, w, b = randn(c.x, rng), randn(c.w, rng), randn({c.w[1]}, rng)
     local out = K.conv2d_forward(x, w, b, c.stride, c.pad)
     local proj = randn(out:size(), rng)
@@ -786,7 +790,8 @@ end
 -- gradient agree to rounding, on planes with odd sides (tiles cut at the edges), one row,
 -- rows of more than 16 tiles, channels that do not fill the register tiles, and
 -- batches whose chunks of tile rows span images or end short; the same bits at 1 and 2
--- threads. The weight gradient stays on the direct path.
+-- threads. The weight gradient (F(3x3, 2x2), channels in multiples of 4 both ways) too, to
+-- rounding, at 1 and 2 threads (its per-thread partial sums add in another order).
 function TestConv2d:test_winograd_matches_direct()
   if sf.simd ~= "avx512" then
     lu.assertFalse(K.conv2d_winograd(), "no Winograd path without AVX-512")
@@ -810,10 +815,11 @@ function TestConv2d:test_winograd_matches_direct()
       local ok, err = pcall(function()
         local p = K.conv2d_path(xs, ws, 1, 1)
         local want = mode == "direct" and "direct-masked" or "winograd"
-        lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {want, want, "direct-masked"}, tag)
+        local ww = (gm[2] % 4 == 0 and gm[5] % 4 == 0) and want or "direct-masked"
+        lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {want, want, ww}, tag)
         local o, st = K.conv2d_forward(x, w, b, 1, 1, nil, nil, nil, true)
         r[mode] = {o = o, st = st, ep = K.conv2d_forward(x, w, b, 1, 1, nil, true, res),
-                   dx = K.conv2d_backward_input(g, w, x, 1, 1)}
+                   dx = K.conv2d_backward_input(g, w, x, 1, 1), dw = K.conv2d_backward_weight(g, x, sf.zeros(ws), nil, 1, 1)}
       end)
       K.conv2d_winograd(was)
       sf.set_threads(n0)
@@ -825,6 +831,8 @@ function TestConv2d:test_winograd_matches_direct()
       assert_near(r.w1[k], r.direct[k], 4e-6, tag .. ": " .. k)
       lu.assertTrue(r.w1[k]:equal(r.w2[k]), tag .. ": " .. k .. " differs between 1 and 2 threads")
     end
+    assert_near(r.w1.dw, r.direct.dw, 4e-6, tag .. ": dweight")
+    assert_near(r.w2.dw, r.direct.dw, 4e-6, tag .. ": dweight, 2 threads")
   end
   -- and against the naive reference, with the bias
   local xs, ws = {2, 16, 6, 7}, {16, 16, 3, 3}
@@ -832,8 +840,10 @@ function TestConv2d:test_winograd_matches_direct()
   local want, oshape = ref_conv(flat(x), xs, flat(w), ws, flat(b), 1, 1)
   assert_near(K.conv2d_forward(x, w, b, 1, 1), want, 1e-5, "winograd forward against the reference")
   local g = randn(oshape, rng)
-  local rdx = ref_conv_grads(flat(g), flat(x), xs, flat(w), ws, 1, 1)
+  local rdx, rdw = ref_conv_grads(flat(g), flat(x), xs, flat(w), ws, 1, 1)
   assert_near(K.conv2d_backward_input(g, w, x, 1, 1), rdx, 1e-5, "winograd input gradient against the reference")
+  assert_near(K.conv2d_backward_weight(g, x, sf.zeros(ws), nil, 1, 1), rdw, 1e-5,
+    "winograd weight gradient against the reference")
   lu.assertErrorMsgContains("conv2d_winograd: argument #1 (on) is number, expected a boolean or nil",
     K.conv2d_winograd, 1)
 end

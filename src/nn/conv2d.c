@@ -436,6 +436,10 @@ static int wino_ok(const sf_conv2d_shape *s, int kernel) {
   return masked_ok(s) && (kernel == 0 ? sf_conv2d_winograd_ok(s->C, s->K, s->H, s->W)
                                       : sf_conv2d_winograd_ok(s->K, s->C, s->H, s->W));
 }
+/* the weight gradient by F(3x3, 2x2): channels in multiples of 4 as well */
+static int wino_w_ok(const sf_conv2d_shape *s) {
+  return masked_ok(s) && sf_conv2d_winograd_wgrad_ok(s->C, s->K, s->H, s->W);
+}
 
 /* 3x3 pad 1 stride 2 on AVX-512: the masked tiles on dense phase planes (conv2d_masked.c),
  * where the phase path would take it (forward; the input gradient: phase_bwd_ok) */
@@ -1238,6 +1242,12 @@ static void reserve_part(void *ctx, int64_t lo, int64_t hi, int part) {
     if (fb * s->K * p > n1) n1 = fb * s->K * p;         /* the input gradient's stacked dout */
     if (wide > n2) n2 = wide; /* the forward's stacked output, the input gradient's phases */
   }
+  if (wino_w_ok(s)) { /* the weight gradient's: U; the part's sums, Mw and E */
+    int64_t wu, wm;
+    sf_conv2d_winograd_wgrad_scratch(s->C, s->K, s->H, s->W, &wu, &wm);
+    if (wu > n1) n1 = wu;
+    if (wm > n2) n2 = wm;
+  }
   for (int kernel = 0; kernel < 2; kernel++)
     if (wino_ok(s, kernel)) { /* a chunk's transformed inputs and products */
       int64_t wu, wm;
@@ -1620,6 +1630,13 @@ void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, 
     add_partials(dweight, d.partial, parts, K * C, scale);
     return;
   }
+  if (wino_w_ok(s)) {
+    float *partial[256];
+    if (sf_conv2d_winograd_wgrad(partial, parts, dout, inp, N, C, K, s->H, s->W) == 0) {
+      add_partials(dweight, partial, parts, K * CRS, scale);
+      return;
+    }
+  }
   if (direct_w_ok(s) && (masked_ok(s) || masked_s2_w_ok(s))) {
     float *partial[256];
     if (sf_conv2d_masked_wgrad(partial, parts, dout, inp, N, C, K, s->H, s->W, (int)s->stride_h) == 0) {
@@ -1777,6 +1794,7 @@ const char *sf_conv2d_path(const sf_conv2d_shape *s, int kernel) {
            : phase_bwd_ok(s) ? (masked_s2_ok(s) ? "direct-masked-phase" : "direct-phase")
                             : "im2col";
   default:
+    if (wino_w_ok(s)) return "winograd";
     return direct_w_ok(s) ? (masked_ok(s) ? "direct-masked" : masked_s2_w_ok(s) ? "direct-masked-phase" : "direct")
                           : "im2col";
   }

@@ -20,4 +20,12 @@ void sf_conv2d_winograd_scratch(int64_t Ci, int64_t Co, int64_t H, int64_t W, in
 void sf_conv2d_winograd_run(float *out, const float *in, const float *wp, float *vw, int64_t N, int64_t Ci,
                             int64_t Co, int64_t H, int64_t W, const float *bias, const float *residual, int relu,
                             float *stats, int parts);
+/* The weight gradient of the same convolution by F(3x3, 2x2), over images [0, N) of
+ * dout[N,K,H,W] and inp[N,C,H,W] split into `parts` parts of the pool: partial[p]
+ * [K*C*9] is part p's sum (in its thread's sf_scratch2, valid until the thread's next job).
+ * Needs C and K multiples of 4. -1 when a part's scratch cannot be allocated. */
+int sf_conv2d_winograd_wgrad_ok(int64_t C, int64_t K, int64_t H, int64_t W);
+void sf_conv2d_winograd_wgrad_scratch(int64_t C, int64_t K, int64_t H, int64_t W, int64_t *n1, int64_t *n2);
+int sf_conv2d_winograd_wgrad(float **partial, int parts, const float *dout, const float *inp, int64_t N, int64_t C,
+                             int64_t K, int64_t H, int64_t W);
 #endif
