@@ -798,7 +798,10 @@ function TestConv2d:test_winograd_matches_direct()
   end
   local rng = sf.rng(35)
   local geoms = {{2, 16, 8, 8, 16}, {3, 16, 7, 9, 17}, {2, 24, 1, 5, 16}, {2, 16, 6, 4, 20}, {1, 16, 5, 40, 16},
-                 {5, 32, 4, 4, 32}, {9, 19, 3, 4, 33}, {2, 16, 34, 33, 24}, {3, 64, 4, 4, 64}}
+                 {5, 32, 4, 4, 32}, {9, 19, 3, 4, 33}, {2, 16, 34, 33, 24}, {3, 64, 4, 4, 64},
+                 -- planes of up to 16 columns put 2 or 4 rows of tiles in a vector: 5 rows of
+                 -- tiles (a group cut at the image's end), and a chunk ending mid-image
+                 {7, 16, 10, 12, 16}, {15, 16, 6, 12, 16}}
   local n0 = sf.threads()
   for _, gm in ipairs(geoms) do
     local xs, ws = {gm[1], gm[2], gm[3], gm[4]}, {gm[5], gm[2], 3, 3}

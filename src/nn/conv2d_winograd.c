@@ -172,6 +172,105 @@ static inline __attribute__((always_inline)) void row_cols(__m512 r[4], const fl
   r[3] = _mm512_sub_ps(e, en);
 }
 
+/* Planes of at most 16 columns (8 tiles a row: the ResNets' 16x16 and 8x8) put several rows
+ * of tiles in one vector, so that the transforms run on full vectors: R = 2 rows of tiles
+ * (W <= 16) or 4 (W <= 8), lane l being tile (r, tw) = (l / TW, l % TW). The R input rows a
+ * transform step reads (one per row of tiles) are loaded into the slots of S = 32 / R floats
+ * of a pair of vectors, and each lane's columns picked out of the pair by one permute. */
+typedef struct {
+  int R, S;
+  __m512i cidx[4]; /* the input patch's columns j = 0..3: slot r, column 2tw - 1 + j */
+  __mmask16 cm[4]; /* ... where that column is inside the plane */
+  __m512i eidx[2]; /* the output gradient tile's columns b = 0..1: slot r, column 2tw + b */
+  __mmask16 em[2];
+  __m512i oidx[4]; /* row r of the output tiles: columns 2tw + b from lane r*TW + tw of y_b */
+} wpack;
+
+static int packed(const wgeom *g) { return g->W <= 16; }
+
+static void wpack_init(wpack *pk, const wgeom *g) {
+  pk->R = g->W <= 8 ? 4 : 2;
+  pk->S = 32 / pk->R;
+  int ci[4][WV], ei[2][WV], oi[4][WV];
+  unsigned cm[4] = {0}, em[2] = {0};
+  for (int l = 0; l < WV; l++) {
+    const int r = (int)(l / g->TW), tw = (int)(l % g->TW), in = r < pk->R;
+    for (int j = 0; j < 4; j++) {
+      const int col = 2 * tw - 1 + j, ok = in && col >= 0 && col < g->W;
+      ci[j][l] = ok ? r * pk->S + col : 0;
+      if (ok) cm[j] |= 1u << l;
+    }
+    for (int b = 0; b < 2; b++) {
+      const int col = 2 * tw + b, ok = in && col < g->W;
+      ei[b][l] = ok ? r * pk->S + col : 0;
+      if (ok) em[b] |= 1u << l;
+    }
+    for (int q = 0; q < 4; q++) oi[q][l] = (l & 1 ? WV : 0) + (int)(q * g->TW) + l / 2; /* lanes past 2 TW unused */
+  }
+  for (int j = 0; j < 4; j++) pk->cidx[j] = _mm512_loadu_si512(ci[j]), pk->cm[j] = (__mmask16)cm[j];
+  for (int b = 0; b < 2; b++) pk->eidx[b] = _mm512_loadu_si512(ei[b]), pk->em[b] = (__mmask16)em[b];
+  for (int q = 0; q < 4; q++) pk->oidx[q] = _mm512_loadu_si512(oi[q]);
+}
+
+/* rows h[r] (r < R; none where h[r] < 0 or >= H) of plane into the slots of z[0], z[1] */
+static inline __attribute__((always_inline)) void load_rows(__m512 z[2], const float *plane, const int64_t h[4],
+                                                            const wgeom *g, const wpack *pk) {
+  if (pk->R == 2) {
+    const __mmask16 m = lane_mask(g->W);
+    for (int r = 0; r < 2; r++)
+      z[r] = h[r] >= 0 && h[r] < g->H ? _mm512_maskz_loadu_ps(m, plane + h[r] * g->W) : _mm512_setzero_ps();
+    return;
+  }
+  const __mmask8 m = (__mmask8)((1u << g->W) - 1u);
+  __m256 y[4];
+  for (int r = 0; r < 4; r++)
+    y[r] = h[r] >= 0 && h[r] < g->H ? _mm256_maskz_loadu_ps(m, plane + h[r] * g->W) : _mm256_setzero_ps();
+  z[0] = _mm512_insertf32x8(_mm512_castps256_ps512(y[0]), y[1], 1);
+  z[1] = _mm512_insertf32x8(_mm512_castps256_ps512(y[2]), y[3], 1);
+}
+
+/* the rows of tiles from gg in one vector: up to R, within the image and the chunk */
+static inline int64_t group_rows(const wgeom *g, const wpack *pk, int64_t gg, int64_t g1) {
+  int64_t n = pk->R, th = gg % g->TH;
+  if (n > g1 - gg) n = g1 - gg;
+  if (n > g->TH - th) n = g->TH - th;
+  return n;
+}
+
+/* input_transform on packed rows of tiles */
+static void input_transform_packed(float *restrict U, const float *restrict in, const wgeom *g, int64_t g0,
+                                   int64_t g1) {
+  const int64_t Ci = g->Ci, TH = g->TH, TW = g->TW, Ts = g->Ts, xs = g->us;
+  wpack pk;
+  wpack_init(&pk, g);
+  for (int64_t c = 0; c < Ci; c++)
+    for (int64_t gg = g0; gg < g1;) {
+      const int64_t n = group_rows(g, &pk, gg, g1), th = gg % TH;
+      const float *plane = in + ((gg / TH) * Ci + c) * g->P;
+      __m512 rr[4][4]; /* per patch row i, the column transforms of every lane's tile */
+      for (int i = 0; i < 4; i++) {
+        int64_t h[4];
+        for (int r = 0; r < 4; r++) h[r] = r < n ? 2 * (th + r) - 1 + i : -1;
+        __m512 z[2], col[4];
+        load_rows(z, plane, h, g, &pk);
+        for (int j = 0; j < 4; j++) col[j] = _mm512_maskz_permutex2var_ps(pk.cm[j], z[0], pk.cidx[j], z[1]);
+        rr[i][0] = _mm512_sub_ps(col[0], col[2]);
+        rr[i][1] = _mm512_add_ps(col[1], col[2]);
+        rr[i][2] = _mm512_sub_ps(col[2], col[1]);
+        rr[i][3] = _mm512_sub_ps(col[1], col[3]);
+      }
+      const __mmask16 st = lane_mask(n * TW);
+      float *u = U + c * Ts + (gg - g0) * TW;
+      for (int j = 0; j < 4; j++) {
+        _mm512_mask_storeu_ps(u + (0 * 4 + j) * xs, st, _mm512_sub_ps(rr[0][j], rr[2][j]));
+        _mm512_mask_storeu_ps(u + (1 * 4 + j) * xs, st, _mm512_add_ps(rr[1][j], rr[2][j]));
+        _mm512_mask_storeu_ps(u + (2 * 4 + j) * xs, st, _mm512_sub_ps(rr[2][j], rr[1][j]));
+        _mm512_mask_storeu_ps(u + (3 * 4 + j) * xs, st, _mm512_sub_ps(rr[1][j], rr[3][j]));
+      }
+      gg += n;
+    }
+}
+
 /* U[xi][c][(gg - g0)*TW + tw] = (B^T d B)[xi] of tile (th, tw) of image n, gg = n*TH + th,
  * for the chunk's rows of tiles [g0, g1); lanes past the chunk's tiles are zeroed */
 static void input_transform(float *restrict U, const float *restrict in, const wgeom *g, int64_t g0, int64_t g1) {
@@ -180,6 +279,10 @@ static void input_transform(float *restrict U, const float *restrict in, const w
   if (nt < Ts)
     for (int xi = 0; xi < 16; xi++)
       for (int64_t c = 0; c < Ci; c++) memset(U + xi * xs + c * Ts + nt, 0, (size_t)(Ts - nt) * sizeof(float));
+  if (packed(g)) {
+    input_transform_packed(U, in, g, g0, g1);
+    return;
+  }
   for (int64_t tw0 = 0; tw0 < TW; tw0 += WV) {
     const __mmask16 st = lane_mask(TW - tw0);
     const rowmask rm = {col_mask(2 * tw0 - 1, g->W), col_mask(2 * tw0 + 15, g->W), col_mask(2 * tw0 + 1, g->W),
@@ -281,9 +384,46 @@ static inline __attribute__((always_inline)) __m512 wepilogue(__m512 y, const we
   return y;
 }
 
+/* output_transform on packed rows of tiles */
+static void output_transform_packed(float *restrict out, const float *restrict M, const wgeom *g, int64_t g0,
+                                    int64_t g1, const wepi *e) {
+  const int64_t Co = g->Co, TH = g->TH, TW = g->TW, Ts = g->Ts, W = g->W, P = g->P;
+  const __mmask16 keep = lane_mask(W);
+  wpack pk;
+  wpack_init(&pk, g);
+  for (int64_t k = 0; k < Co; k++)
+    for (int64_t gg = g0; gg < g1;) {
+      const int64_t n = group_rows(g, &pk, gg, g1), th = gg % TH;
+      const float *m = M + k * Ts + (gg - g0) * TW;
+      const __mmask16 ld = lane_mask(n * TW);
+      __m512 x[16], s[2][4];
+      for (int xi = 0; xi < 16; xi++) x[xi] = _mm512_maskz_loadu_ps(ld, m + xi * g->ms);
+      for (int j = 0; j < 4; j++) {
+        s[0][j] = _mm512_add_ps(_mm512_add_ps(x[j], x[4 + j]), x[8 + j]);
+        s[1][j] = _mm512_sub_ps(_mm512_sub_ps(x[4 + j], x[8 + j]), x[12 + j]);
+      }
+      for (int a = 0; a < 2; a++) {
+        const __m512 y0 = _mm512_add_ps(_mm512_add_ps(s[a][0], s[a][1]), s[a][2]);
+        const __m512 y1 = _mm512_sub_ps(_mm512_sub_ps(s[a][1], s[a][2]), s[a][3]);
+        for (int64_t r = 0; r < n; r++) {
+          const int64_t oh = 2 * (th + r) + a;
+          if (oh >= g->H) break;
+          const int64_t at = ((gg / TH) * Co + k) * P + oh * W;
+          const __m512 y = _mm512_permutex2var_ps(y0, pk.oidx[r], y1);
+          _mm512_mask_storeu_ps(out + at, keep, wepilogue(y, e, k, e->residual ? e->residual + at : NULL, keep));
+        }
+      }
+      gg += n;
+    }
+}
+
 /* out rows 2th, 2th+1 of the chunk's tiles = A^T M A, with the epilogue */
 static void output_transform(float *restrict out, const float *restrict M, const wgeom *g, int64_t g0, int64_t g1,
                              const wepi *e) {
+  if (packed(g)) {
+    output_transform_packed(out, M, g, g0, g1, e);
+    return;
+  }
   const int64_t Co = g->Co, TH = g->TH, TW = g->TW, Ts = g->Ts, W = g->W, P = g->P;
   const __m512i il = idx_lo(), ih = idx_hi();
   for (int64_t tw0 = 0; tw0 < TW; tw0 += WV) {
@@ -393,6 +533,42 @@ void sf_conv2d_winograd_wgrad_scratch(int64_t C, int64_t K, int64_t H, int64_t W
   *n2 = K * C * 9 + 16 * K * C + 16 * g.ms;
 }
 
+/* dout_transform on packed rows of tiles */
+static void dout_transform_packed(float *restrict E, const float *restrict dout, const wgeom *g, int64_t g0,
+                                  int64_t g1) {
+  const int64_t K = g->Kp, TH = g->TH, TW = g->TW, Ts = g->Ts, xs = g->ms;
+  const __m512 half = _mm512_set1_ps(0.5f);
+  wpack pk;
+  wpack_init(&pk, g);
+  for (int64_t k = 0; k < K; k++)
+    for (int64_t gg = g0; gg < g1;) {
+      const int64_t n = group_rows(g, &pk, gg, g1), th = gg % TH;
+      const float *plane = dout + ((gg / TH) * K + k) * g->P;
+      __m512 q[2][4];
+      for (int a = 0; a < 2; a++) {
+        int64_t h[4];
+        for (int r = 0; r < 4; r++) h[r] = r < n ? 2 * (th + r) + a : -1;
+        __m512 z[2];
+        load_rows(z, plane, h, g, &pk);
+        const __m512 ev = _mm512_maskz_permutex2var_ps(pk.em[0], z[0], pk.eidx[0], z[1]);
+        const __m512 od = _mm512_maskz_permutex2var_ps(pk.em[1], z[0], pk.eidx[1], z[1]);
+        q[a][0] = ev;
+        q[a][1] = _mm512_mul_ps(half, _mm512_add_ps(ev, od));
+        q[a][2] = _mm512_mul_ps(half, _mm512_sub_ps(ev, od));
+        q[a][3] = _mm512_sub_ps(_mm512_setzero_ps(), od);
+      }
+      const __mmask16 st = lane_mask(n * TW);
+      float *u = E + k * Ts + (gg - g0) * TW;
+      for (int j = 0; j < 4; j++) {
+        _mm512_mask_storeu_ps(u + (0 * 4 + j) * xs, st, q[0][j]);
+        _mm512_mask_storeu_ps(u + (1 * 4 + j) * xs, st, _mm512_mul_ps(half, _mm512_add_ps(q[0][j], q[1][j])));
+        _mm512_mask_storeu_ps(u + (2 * 4 + j) * xs, st, _mm512_mul_ps(half, _mm512_sub_ps(q[0][j], q[1][j])));
+        _mm512_mask_storeu_ps(u + (3 * 4 + j) * xs, st, _mm512_sub_ps(_mm512_setzero_ps(), q[1][j]));
+      }
+      gg += n;
+    }
+}
+
 /* E[xi][k][(gg - g0)*TW + tw] = (G2 e G2^T)[xi] of tile (th, tw) of image n's output
  * gradient (rows 2th, 2th+1, columns 2tw, 2tw+1; zeros outside the plane), for the chunk's
  * rows of tiles [g0, g1); lanes past its tiles zeroed */
@@ -403,6 +579,10 @@ static void dout_transform(float *restrict E, const float *restrict dout, const 
   if (nt < Ts)
     for (int xi = 0; xi < 16; xi++)
       for (int64_t k = 0; k < K; k++) memset(E + xi * xs + k * Ts + nt, 0, (size_t)(Ts - nt) * sizeof(float));
+  if (packed(g)) {
+    dout_transform_packed(E, dout, g, g0, g1);
+    return;
+  }
   for (int64_t tw0 = 0; tw0 < TW; tw0 += WV) {
     const __mmask16 st = lane_mask(TW - tw0), m0 = col_mask(2 * tw0, g->W), m1 = col_mask(2 * tw0 + WV, g->W);
     for (int64_t k = 0; k < K; k++)
