@@ -524,6 +524,60 @@ function TestGradBlocks:test_eval_folding()
   end
 end
 
+-- Frozen blocks with BatchNorm on batch statistics (training mode) and nothing trainable
+-- before them normalise each convolution's output in place: outputs, running statistics,
+-- a trainable head's gradients and (through the recompute a backward triggers) the input
+-- gradient are those of the unfused model, and the recompute leaves the running statistics
+-- where the forward put them.
+function TestGradBlocks:test_inplace_batch_norm_when_frozen()
+  local r = sf.rng(93)
+  local models = {
+    resnet = sf.models.resnet{depth = 8, widths = {4, 6, 8}, classes = 5, rng = r},
+    cnn = sf.models.cnn{in_channels = 3, widths = {4, 6, 8}, classes = 5, rng = r},
+  }
+  for name, m in pairs(models) do
+    m:training()
+    local x, g = sf.randn({4, 3, 12, 12}, r), sf.randn({4, 5}, r)
+    local f, ref = m:clone(), m:clone():set_fusion(false)
+    f:set_trainable(false); ref:set_trainable(false)
+    local got, want = f:forward(x):clone(), ref:forward(x):clone()
+    lu.assertTrue(sf.max((got - want):abs()) <= 1e-5 * (1 + sf.max(want:abs())), name .. ": forward")
+    local inplace = 0
+    f:visit(function(mm) if mm._s_folded then inplace = inplace + 1 end end)
+    lu.assertTrue(inplace >= 2, name .. ": ran in place")
+    local function running(mm)
+      local t = {}
+      mm:visit(function(b, path) if b.running_mean then t[path] = {b.running_mean:clone(), b.running_var:clone()} end end)
+      return t
+    end
+    local rf, rr = running(f), running(ref)
+    for path, v in pairs(rr) do
+      lu.assertTrue(sf.max((rf[path][1] - v[1]):abs()) < 1e-6, name .. ": running mean of " .. path)
+      lu.assertTrue(sf.max((rf[path][2] - v[2]):abs()) < 1e-6, name .. ": running var of " .. path)
+    end
+    -- an input gradient: recomputed forward, same gradient, running statistics not moved again
+    f:zero_grad(); ref:zero_grad()
+    local gx, want_gx = f:backward(x, g), ref:backward(x, g)
+    lu.assertTrue(sf.max((gx - want_gx):abs()) < 1e-4 * (1 + sf.max(want_gx:abs())), name .. ": input gradient")
+    local rf2 = running(f)
+    for path, v in pairs(rf) do
+      lu.assertTrue(rf2[path][1]:equal(v[1]) and rf2[path][2]:equal(v[2]), name .. ": the recompute moved " .. path)
+    end
+    -- a trainable head on top
+    local h, href = m:clone(), m:clone():set_fusion(false)
+    for _, mm in ipairs{h, href} do mm:set_trainable(false); sf.policy.apply(mm, {head = 1}) end
+    h:forward(x); href:forward(x)
+    h:zero_grad(); href:zero_grad()
+    h:backward(x, g, false); href:backward(x, g, false)
+    local pa, pb = h:parameters(), href:parameters()
+    for i, rec in ipairs(pa) do
+      if rec.trainable then
+        lu.assertTrue(sf.max((rec.grad - pb[i].grad):abs()) < 1e-5, name .. ": gradient of " .. rec.name)
+      end
+    end
+  end
+end
+
 -- ---- cached trainability and memory ----
 
 TestTrainableCache = {}

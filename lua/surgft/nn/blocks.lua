@@ -13,10 +13,11 @@ return function(nn, sf)
   -- (Module:set_fusion(false)); the norm's own output is then not kept (nil), the ReLU's is.
   -- Returns the output and whether it was fused (the backward then skips the ReLU's step).
   -- stats: x's row statistics from the convolution that wrote it (conv_stats), or nil.
-  local function norm_relu(self, norm, relu, x, stats)
+  -- inplace: normalise x in place (the caller knows no backward will read it)
+  local function norm_relu(self, norm, relu, x, stats, inplace)
     local C = self._children
     if not self._no_fusion and nn.fuses_relu(C[norm], C[relu]) then
-      local h = self:call_child(norm, "forward", x, true, stats)
+      local h = self:call_child(norm, "forward", x, true, stats, inplace and x or nil)
       C[relu].output = h
       return h, true
     end
@@ -40,9 +41,15 @@ return function(nn, sf)
   -- come anyway (an input gradient asked for), the block recomputes its forward unfolded
   -- first: folding changes speed, never results beyond rounding.
   local function foldable(self, norms)
-    if self._no_fusion or self._s_nofold or self:has_trainable() then return false end
+    if not nn.no_backward(self) then return false end
     for _, m in ipairs(norms) do if not nn.eval_bn(m) then return false end end
     return true
+  end
+
+  -- a frozen block nothing trainable comes before: no backward will read its intermediate
+  -- outputs (an unexpected one recomputes the forward first, see unfold_for_backward)
+  function nn.no_backward(self)
+    return not (self._no_fusion or self._s_nofold or self:has_trainable())
   end
 
   local function shortcut(cin, cout, stride, kind, opts, with_norm)
@@ -87,10 +94,16 @@ return function(nn, sf)
       self.output = h
       return h
     end
+    -- BatchNorm on batch statistics in a block no backward will pass through: each norm
+    -- writes over its convolution's output (one fresh activation less per norm; the
+    -- convolution's output is what a backward would have needed)
+    local inplace = nn.no_backward(self) and not self._no_fusion
     local h, st
-    h, self._s_fused = norm_relu(self, "bn1", "relu1", conv_stats(self, "conv1", "bn1", x))
+    h, st = conv_stats(self, "conv1", "bn1", x)
+    h, self._s_fused = norm_relu(self, "bn1", "relu1", h, st, inplace)
     h, st = conv_stats(self, "conv2", "bn2", h)
-    h = self:call_child("bn2", "forward", h, nil, st)
+    h = self:call_child("bn2", "forward", h, nil, st, inplace and h or nil)
+    if inplace then self._s_folded = true end
     local s = self._children.shortcut and self:call_child("shortcut", "forward", x) or x
     if self._no_fusion then
       self._s_sum = h + s

@@ -29,8 +29,9 @@ return function(nn, sf)
   -- Children get _s_nofold when something at or before them trains (a backward will pass
   -- through them: they keep what it needs). Where nothing does and a frozen Conv2d is
   -- followed by an eval-mode BatchNorm (and a ReLU), the three run as one convolution with
-  -- the BatchNorm folded in (as in the blocks, see blocks.lua); a backward through it
-  -- recomputes the forward unfolded first.
+  -- the BatchNorm folded in (as in the blocks, see blocks.lua); with a BatchNorm on batch
+  -- statistics there, it normalises the convolution's output in place. A backward through
+  -- either recomputes the forward unfolded first.
   function Sequential:forward(input)
     ensure_built(self)
     local x, C, fused = input, self._children, nil
@@ -58,7 +59,11 @@ return function(nn, sf)
         self._s_folded = true
         i = i + (relu and 3 or 2)
       elseif not self._no_fusion and nn.fuses_relu(m, nxt) then
-        x = self:call_child(i, "forward", x, true, st)
+        -- x from the Conv2d before (st), nothing trainable up to here: x is that
+        -- convolution's own output and no backward will read it, so normalise it in place
+        local inplace = st ~= nil and not below
+        if inplace then self._s_folded = true end
+        x = self:call_child(i, "forward", x, true, st, inplace and x or nil)
         nxt.output = x
         fused = fused or {}
         fused[i + 1] = true
@@ -67,7 +72,13 @@ return function(nn, sf)
         x, stats = self:call_child(i, "forward", x, true)
         i = i + 1
       else
-        if st then x = self:call_child(i, "forward", x, nil, st) else x = self:call_child(i, "forward", x) end
+        if st then
+          local inplace = not below -- as above
+          if inplace then self._s_folded = true end
+          x = self:call_child(i, "forward", x, nil, st, inplace and x or nil)
+        else
+          x = self:call_child(i, "forward", x)
+        end
         i = i + 1
       end
     end

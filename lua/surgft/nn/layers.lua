@@ -205,8 +205,9 @@ return function(nn, sf)
   -- pass (the blocks use it for a BatchNorm followed by a ReLU); backward then takes the
   -- gradient of that output and applies the ReLU's mask itself. stats: the input's row
   -- statistics from the Conv2d that wrote it (Conv2d:forward(x, true)), used with batch
-  -- statistics instead of a pass over the input (same bits)
-  function BatchNorm:forward(input, relu, stats)
+  -- statistics instead of a pass over the input (same bits). out: write the result there
+  -- (the blocks pass the input itself when no backward will read it: in place)
+  function BatchNorm:forward(input, relu, stats, out)
     ensure_built(self)
     if input:dim() < 2 or input:size(2) ~= self.c or (self.dims and input:dim() ~= self.dims) then
       error(string.format("%s(%d): input has shape %s, expected %s", self:type(), self.c, shape_str(input),
@@ -219,14 +220,14 @@ return function(nn, sf)
     self._s_relu = relu or nil
     if mode == "eval" then
       self.output, self._s_invstd = K.batchnorm_forward_eval(input, self.weight, self.bias, self.running_mean,
-        self.running_var, self.eps, nil, relu)
+        self.running_var, self.eps, out, relu)
       self._s_mean = self.running_mean
     elseif mode == "train" then
       self.output, self._s_mean, self._s_invstd = K.batchnorm_forward_train(input, self.weight, self.bias,
-        self.running_mean, self.running_var, self.momentum, self.eps, nil, relu, stats)
+        self.running_mean, self.running_var, self.momentum, self.eps, out, relu, stats)
     else -- batch, tent: batch statistics, running statistics untouched
       self.output, self._s_mean, self._s_invstd = K.batchnorm_forward_train(input, self.weight, self.bias, nil, nil,
-        self.momentum, self.eps, nil, relu, stats)
+        self.momentum, self.eps, out, relu, stats)
     end
     if relu then
       -- the pre-activation is never materialised: output stays empty rather than hold

@@ -324,10 +324,19 @@ end
 
 -- A module whose forward ran folded never kept what its backward needs: run the forward
 -- again without folding (same results up to rounding) before the backward goes on.
+-- A forward that normalised in place (BatchNorm on batch statistics, see blocks.lua) has
+-- already moved the running statistics: the recompute uses the batch statistics alone
+-- (mode "batch"), which gives the same outputs and leaves the running ones as they are.
 function Module:unfold_for_backward(input)
   if not self._s_folded then return end
   self._s_nofold = true
-  self:forward(input)
+  local moved = {}
+  self:visit(function(m)
+    if m.eval_affine ~= nil and m:mode() == "train" then moved[#moved + 1] = {m, m._mode}; m._mode = "batch" end
+  end)
+  local ok, err = pcall(self.forward, self, input)
+  for _, r in ipairs(moved) do r[1]._mode = r[2] end
+  if not ok then error(err, 0) end
 end
 
 function Module:clear_state()
