@@ -284,6 +284,40 @@ function TestBatchNorm:test_gradcheck_fixed_stats()
   end
 end
 
+-- BatchNorm + residual + ReLU in one pass (a ResNet block's end): the same bits as the
+-- BatchNorm and K.add_relu_forward one after the other (image-major and channel loops, given
+-- or own statistics, written over the input), running statistics alike, and the errors
+function TestBatchNorm:test_fused_add_relu_matches_separate()
+  local rng = sf.rng(10)
+  for _, shape in ipairs{{4, 5, 3, 3}, {3, 6, 8, 8}} do
+    local x, r = sf.randn(shape, rng), sf.randn(shape, rng)
+    local g, b = sf.randn({shape[2]}, rng), sf.randn({shape[2]}, rng)
+    local rm, rv = sf.randn({shape[2]}, rng), sf.rand({shape[2]}, rng) + 0.5
+    local rm1, rv1, rm2, rv2 = rm:clone(), rv:clone(), rm:clone(), rv:clone()
+    local y, mean, invstd = K.batchnorm_forward_train(x, g, b, rm1, rv1)
+    local want = K.add_relu_forward(y, r)
+    local got, fmean, finvstd = K.batchnorm_forward_train(x, g, b, rm2, rv2, 0.1, EPS, nil, true, nil, r)
+    local tag = table.concat(shape, "x")
+    lu.assertTrue(got:equal(want), tag .. ": forward")
+    lu.assertTrue(fmean:equal(mean) and finvstd:equal(invstd), tag .. ": saved statistics")
+    lu.assertTrue(rm2:equal(rm1) and rv2:equal(rv1), tag .. ": running statistics")
+    -- with the convolution's row statistics, written over the input
+    local st = sf.zeros({shape[1], shape[2], 2})
+    local xc = x:clone()
+    local w = sf.randn({shape[2], shape[2], 1, 1}, rng)
+    local c0, cst = K.conv2d_forward(xc, w, nil, 1, 0, nil, nil, nil, true)
+    local want2 = K.add_relu_forward((K.batchnorm_forward_train(c0, g, b, nil, nil, 0.1, EPS)), r)
+    local got2 = K.batchnorm_forward_train(c0, g, b, nil, nil, 0.1, EPS, c0, true, cst, r)
+    lu.assertTrue(rawequal(got2, c0), tag .. ": the given output is returned")
+    lu.assertTrue(got2:equal(want2), tag .. ": with the convolution's statistics, in place")
+  end
+  local x, r = sf.randn({2, 3, 4, 4}, rng), sf.randn({2, 3, 4, 4}, rng)
+  err_contains("batchnorm_forward_train: argument #11 (residual) is only taken with relu = true (argument #9)",
+    K.batchnorm_forward_train, x, nil, nil, nil, nil, 0.1, EPS, nil, false, nil, r)
+  err_contains("batchnorm_forward_train: argument #11 (residual) has shape [2,3,4,3], expected [2,3,4,4]",
+    K.batchnorm_forward_train, x, nil, nil, nil, nil, 0.1, EPS, nil, true, nil, sf.zeros(2, 3, 4, 3))
+end
+
 -- BatchNorm + ReLU in one pass (relu = true in the forward and the backward): the same
 -- numbers as the two kernels one after the other, in every mode, and a gradient check
 function TestBatchNorm:test_fused_relu_matches_separate()

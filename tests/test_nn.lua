@@ -576,6 +576,11 @@ function TestGradBlocks:test_inplace_batch_norm_when_frozen()
       end
     end
   end
+  -- the norm + residual + ReLU pass needs batch statistics
+  local bn = sf.nn.BatchNorm2d(4)
+  bn:evaluate()
+  lu.assertErrorMsgContains("BatchNorm2d: a residual is only taken with relu = true and batch statistics (mode eval)",
+    bn.forward, bn, sf.randn({2, 4, 3, 3}, r), true, nil, nil, sf.randn({2, 4, 3, 3}, r))
 end
 
 -- ---- cached trainability and memory ----

@@ -186,12 +186,14 @@ static int opt_flag(lua_State *L, int arg, const char *fn, const char *name) {
 }
 
 /* K.batchnorm_forward_train(input, gamma|nil, beta|nil, running_mean|nil, running_var|nil,
- *                           momentum = 0.1, eps = 1e-5, out|nil, relu = false, stats|nil)
+ *                           momentum = 0.1, eps = 1e-5, out|nil, relu = false, stats|nil,
+ *                           residual|nil)
  *   -> out, save_mean, save_invstd (relu: out = max(bn(input), 0) in the same pass;
  *   stats [N,C,2]: the input's row statistics as K.conv2d_forward computed them while
- *   writing it, which saves the pass over the input that finds them: same bits) */
+ *   writing it, which saves the pass over the input that finds them: same bits;
+ *   residual (needs relu): out = max(bn(input) + residual, 0), still one pass) */
 static int k_batchnorm_forward_train(lua_State *L) {
-  lua_settop(L, 10); /* temporaries are pushed above the arguments */
+  lua_settop(L, 11); /* temporaries are pushed above the arguments */
   const char *fn = "batchnorm_forward_train";
   sf_tensor *x = need_tensor(L, 1, fn, "input");
   int64_t N, C, HW;
@@ -223,14 +225,24 @@ static int k_batchnorm_forward_train(lua_State *L) {
     const int64_t ss[3] = {N, C, 2};
     expect_shape(L, fn, 10, "stats", st, 3, ss, "[N, C, 2] of input", x);
   }
+  sf_tensor *res = opt_tensor(L, 11, fn, "residual");
+  if (res) {
+    if (!relu) luaL_error(L, "%s: argument #11 (residual) is only taken with relu = true (argument #9)", fn);
+    expect_shape(L, fn, 11, "residual", res, x->ndim, x->size, "the shape of input", x);
+  }
   const float *xd = in_data(L, x), *gd = in_data(L, g), *bd = in_data(L, b), *rsd = in_data(L, st);
+  const float *resd = in_data(L, res);
   float *od, *md, *sd;
   int oi = out_arg(L, 8, fn, "out", x->ndim, x->size, NIL_ALLOCATES, "the shape of input", x, &od);
   int mi = new_out(L, 1, cs, &md);
   int si = new_out(L, 1, cs, &sd);
-  (relu ? sf_batchnorm_relu_forward_train : sf_batchnorm_forward_train)(
-      od, md, sd, rm ? sf_tensor_data(rm) : NULL, rv ? sf_tensor_data(rv) : NULL, xd, gd, bd, rsd, N, C, HW,
-      (float)momentum, (float)eps);
+  float *rmd = rm ? sf_tensor_data(rm) : NULL, *rvd = rv ? sf_tensor_data(rv) : NULL;
+  if (res)
+    sf_batchnorm_add_relu_forward_train(od, md, sd, rmd, rvd, xd, resd, gd, bd, rsd, N, C, HW, (float)momentum,
+                                        (float)eps);
+  else
+    (relu ? sf_batchnorm_relu_forward_train : sf_batchnorm_forward_train)(od, md, sd, rmd, rvd, xd, gd, bd, rsd, N,
+                                                                          C, HW, (float)momentum, (float)eps);
   push_index(L, oi);
   push_index(L, mi);
   push_index(L, si);

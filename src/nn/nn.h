@@ -221,6 +221,13 @@ void sf_batchnorm_backward(float *dinp, float *dgamma, float *dbeta, const float
 void sf_batchnorm_relu_forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
                                      float *running_var, const float *inp, const float *gamma, const float *beta,
                                      const float *stats, int64_t N, int64_t C, int64_t HW, float momentum, float eps);
+/* out = max(bn(inp) + residual, 0) in one pass (a ResNet block's last norm, its sum with the
+ * shortcut and the ReLU; the same bits as the three passes). out may be inp or residual.
+ * Its backward is that of the ReLU, then sf_batchnorm_backward. */
+void sf_batchnorm_add_relu_forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
+                                         float *running_var, const float *inp, const float *residual,
+                                         const float *gamma, const float *beta, const float *stats, int64_t N,
+                                         int64_t C, int64_t HW, float momentum, float eps);
 void sf_batchnorm_relu_forward_eval(float *out, float *save_invstd, const float *inp, const float *gamma,
                                     const float *beta, const float *mean, const float *var, int64_t N, int64_t C,
                                     int64_t HW, float eps);

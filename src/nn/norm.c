@@ -83,6 +83,15 @@ static void row_affine_relu(float *y, const float *x, int64_t n, float a, float 
   }
 }
 
+/* y = max(a x + b + r, 0): a BatchNorm, a residual sum and a ReLU in one pass (the same
+ * operations in the same order as the three passes) */
+static void row_affine_add_relu(float *y, const float *x, const float *r, int64_t n, float a, float b) {
+  for (int64_t i = 0; i < n; i++) {
+    const float v = (x[i] * a + b) + r[i];
+    y[i] = v < 0.0f ? 0.0f : v;
+  }
+}
+
 /* The per-channel affine map of a BatchNorm forward, y = a x + b, from the float
  * statistics it saves (mean, invstd): the fused backward recomputes it bit for bit to know
  * where the ReLU let the gradient through, instead of reading the ReLU's output. */
@@ -150,6 +159,7 @@ typedef struct {
   float momentum, eps, scale;
   int batch_stats;
   int relu; /* forward: apply the ReLU in the same pass */
+  const float *res; /* forward: add this [N, C, HW] before the ReLU (with relu), or NULL */
   const float *stats; /* forward: per-(image, channel) (mean, M2) [N, C, 2], or NULL */
 } bn_ctx;
 
@@ -158,7 +168,9 @@ typedef struct {
  * masked by the forward's ReLU (recomputed from ra, rb) when there was one; and its input
  * gradient k dout + a inp + b, masked the same way. */
 static void bn_row_forward(const bn_ctx *q, int64_t o, float a, float b) {
-  if (q->relu)
+  if (q->res)
+    row_affine_add_relu(q->out + o, q->inp + o, q->res + o, q->HW, a, b);
+  else if (q->relu)
     row_affine_relu(q->out + o, q->inp + o, q->HW, a, b);
   else
     row_affine(q->out + o, q->inp + o, q->HW, a, b);
@@ -351,6 +363,19 @@ void sf_batchnorm_relu_forward_train(float *out, float *save_mean, float *save_i
   bn_ctx q = {.out = out, .save_mean = save_mean, .save_invstd = save_invstd, .running_mean = running_mean,
               .running_var = running_var, .inp = inp, .gamma = gamma, .beta = beta, .stats = stats, .N = N, .C = C,
               .HW = HW, .momentum = momentum, .eps = eps, .relu = 1};
+  if (bn_train_images(&q) == 0) return;
+  sf_parallel_for(channel_parts(C, N * HW), C, bn_train_part, &q);
+}
+
+void sf_batchnorm_add_relu_forward_train(float *out, float *save_mean, float *save_invstd, float *running_mean,
+                                         float *running_var, const float *inp, const float *residual,
+                                         const float *gamma, const float *beta, const float *stats, int64_t N,
+                                         int64_t C, int64_t HW, float momentum, float eps) {
+  sf_nn_count(SF_K_NORM_FWD);
+  sf_nn_count(SF_K_ACT_FWD);
+  bn_ctx q = {.out = out, .save_mean = save_mean, .save_invstd = save_invstd, .running_mean = running_mean,
+              .running_var = running_var, .inp = inp, .gamma = gamma, .beta = beta, .stats = stats, .N = N, .C = C,
+              .HW = HW, .momentum = momentum, .eps = eps, .relu = 1, .res = residual};
   if (bn_train_images(&q) == 0) return;
   sf_parallel_for(channel_parts(C, N * HW), C, bn_train_part, &q);
 }

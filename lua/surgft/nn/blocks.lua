@@ -102,9 +102,16 @@ return function(nn, sf)
     h, st = conv_stats(self, "conv1", "bn1", x)
     h, self._s_fused = norm_relu(self, "bn1", "relu1", h, st, inplace)
     h, st = conv_stats(self, "conv2", "bn2", h)
-    h = self:call_child("bn2", "forward", h, nil, st, inplace and h or nil)
     if inplace then self._s_folded = true end
     local s = self._children.shortcut and self:call_child("shortcut", "forward", x) or x
+    if not self._no_fusion and C.bn2.fuses_add_relu and C.bn2:fuses_add_relu() then
+      -- bn2, the sum and the ReLU in one pass (bn2's backward needs its input, not its output)
+      h = self:call_child("bn2", "forward", h, true, st, inplace and h or nil, s)
+      C.relu.output = h
+      self.output = h
+      return h
+    end
+    h = self:call_child("bn2", "forward", h, nil, st, inplace and h or nil)
     if self._no_fusion then
       self._s_sum = h + s
       self.output = self:call_child("relu", "forward", self._s_sum)

@@ -206,8 +206,11 @@ return function(nn, sf)
   -- gradient of that output and applies the ReLU's mask itself. stats: the input's row
   -- statistics from the Conv2d that wrote it (Conv2d:forward(x, true)), used with batch
   -- statistics instead of a pass over the input (same bits). out: write the result there
-  -- (the blocks pass the input itself when no backward will read it: in place)
-  function BatchNorm:forward(input, relu, stats, out)
+  -- (the blocks pass the input itself when no backward will read it: in place).
+  -- residual (with relu, batch statistics only: see fuses_add_relu): returns
+  -- max(bn(input) + residual, 0) from one pass, for a ResNet block whose ReLU after the sum
+  -- owns that output; this norm then keeps no output and its backward is the plain one
+  function BatchNorm:forward(input, relu, stats, out, residual)
     ensure_built(self)
     if input:dim() < 2 or input:size(2) ~= self.c or (self.dims and input:dim() ~= self.dims) then
       error(string.format("%s(%d): input has shape %s, expected %s", self:type(), self.c, shape_str(input),
@@ -217,6 +220,19 @@ return function(nn, sf)
     local mode = self:mode()
     relu = relu == true
     self._s_batch_stats = mode ~= "eval"
+    if residual then
+      if not relu or mode == "eval" then
+        error(string.format("%s: a residual is only taken with relu = true and batch statistics (mode %s)",
+          self:type(), mode), 2)
+      end
+      local y
+      local rm, rv = nil, nil
+      if mode == "train" then rm, rv = self.running_mean, self.running_var end
+      y, self._s_mean, self._s_invstd = K.batchnorm_forward_train(input, self.weight, self.bias, rm, rv,
+        self.momentum, self.eps, out, true, stats, residual)
+      self._s_relu, self.output = nil, nil
+      return y
+    end
     self._s_relu = relu or nil
     if mode == "eval" then
       self.output, self._s_invstd = K.batchnorm_forward_eval(input, self.weight, self.bias, self.running_mean,
@@ -241,6 +257,8 @@ return function(nn, sf)
 
   -- a BatchNorm can take the ReLU that follows it into its own pass (see forward)
   function BatchNorm:fuses_relu() return true end
+  -- ... and a residual sum before that ReLU, on batch statistics
+  function BatchNorm:fuses_add_relu() return self:mode() ~= "eval" end
 
   -- in eval mode a BatchNorm is y = a x + b per channel: a = gamma / sqrt(running_var +
   -- eps), b = beta - running_mean a (what a convolution before it can absorb); nil in the
