@@ -56,6 +56,15 @@ int sf_conv2d_winograd_ok(int64_t Ci, int64_t Co, int64_t H, int64_t W) {
 
 static inline __mmask16 lane_mask(int64_t n) { return n <= 0 ? 0 : n >= WV ? 0xFFFF : (__mmask16)((1u << n) - 1u); }
 
+/* a store of the first lanes of m: a plain store when they are all (masked stores cost
+ * several times a plain one on Zen 4: the transforms' 16 stores per step ran 2x slower) */
+static inline __attribute__((always_inline)) void store_lanes(float *p, __mmask16 m, __m512 v) {
+  if (m == 0xFFFF)
+    _mm512_storeu_ps(p, v);
+  else
+    _mm512_mask_storeu_ps(p, m, v);
+}
+
 typedef struct {
   int64_t Ci, Co, Kp, H, W, P;
   int64_t TH, TW; /* tiles per column and per row of a plane */
@@ -172,6 +181,17 @@ static inline __attribute__((always_inline)) void row_cols(__m512 r[4], const fl
   r[3] = _mm512_sub_ps(e, en);
 }
 
+/* prefetch rows h0 .. h1 of plane (those inside it), the columns from 2 tw0 - 1 that 16
+ * tiles read: the planes come from memory, and the transforms otherwise wait on them */
+static inline __attribute__((always_inline)) void prefetch_rows(const float *plane, int64_t h0, int64_t h1,
+                                                                const wgeom *g, int64_t tw0) {
+  if (h0 < 0) h0 = 0;
+  if (h1 >= g->H) h1 = g->H - 1;
+  const int64_t c0 = 2 * tw0 > 0 ? 2 * tw0 - 1 : 0, c1 = 2 * tw0 + 33 < g->W ? 2 * tw0 + 33 : g->W;
+  for (int64_t h = h0; h <= h1; h++)
+    for (int64_t c = c0; c < c1; c += 16) _mm_prefetch((const char *)(plane + h * g->W + c), _MM_HINT_T0);
+}
+
 /* Planes of at most 16 columns (8 tiles a row: the ResNets' 16x16 and 8x8) put several rows
  * of tiles in one vector, so that the transforms run on full vectors: R = 2 rows of tiles
  * (W <= 16) or 4 (W <= 8), lane l being tile (r, tw) = (l / TW, l % TW). The R input rows a
@@ -247,6 +267,7 @@ static void input_transform_packed(float *restrict U, const float *restrict in, 
     for (int64_t gg = g0; gg < g1;) {
       const int64_t n = group_rows(g, &pk, gg, g1), th = gg % TH;
       const float *plane = in + ((gg / TH) * Ci + c) * g->P;
+      if (c + 1 < Ci) prefetch_rows(plane + g->P, 2 * th - 1, 2 * (th + n), g, 0);
       __m512 rr[4][4]; /* per patch row i, the column transforms of every lane's tile */
       for (int i = 0; i < 4; i++) {
         int64_t h[4];
@@ -262,10 +283,10 @@ static void input_transform_packed(float *restrict U, const float *restrict in, 
       const __mmask16 st = lane_mask(n * TW);
       float *u = U + c * Ts + (gg - g0) * TW;
       for (int j = 0; j < 4; j++) {
-        _mm512_mask_storeu_ps(u + (0 * 4 + j) * xs, st, _mm512_sub_ps(rr[0][j], rr[2][j]));
-        _mm512_mask_storeu_ps(u + (1 * 4 + j) * xs, st, _mm512_add_ps(rr[1][j], rr[2][j]));
-        _mm512_mask_storeu_ps(u + (2 * 4 + j) * xs, st, _mm512_sub_ps(rr[2][j], rr[1][j]));
-        _mm512_mask_storeu_ps(u + (3 * 4 + j) * xs, st, _mm512_sub_ps(rr[1][j], rr[3][j]));
+        store_lanes(u + (0 * 4 + j) * xs, st, _mm512_sub_ps(rr[0][j], rr[2][j]));
+        store_lanes(u + (1 * 4 + j) * xs, st, _mm512_add_ps(rr[1][j], rr[2][j]));
+        store_lanes(u + (2 * 4 + j) * xs, st, _mm512_sub_ps(rr[2][j], rr[1][j]));
+        store_lanes(u + (3 * 4 + j) * xs, st, _mm512_sub_ps(rr[1][j], rr[3][j]));
       }
       gg += n;
     }
@@ -300,14 +321,16 @@ static void input_transform(float *restrict U, const float *restrict in, const w
           row_cols(r[0], plane, 2 * th - 1, g, tw0, &rm, ie, io);
           row_cols(r[1], plane, 2 * th, g, tw0, &rm, ie, io);
         }
+        if (c + 1 < Ci) /* the rows the next channel reads here, a channel's sweep ahead */
+          prefetch_rows(plane + g->P, 2 * th + (gg > g0 && th > 0 ? 1 : -1), 2 * th + 2, g, tw0);
         row_cols(r[2], plane, 2 * th + 1, g, tw0, &rm, ie, io);
         row_cols(r[3], plane, 2 * th + 2, g, tw0, &rm, ie, io);
         float *u = U + c * Ts + (gg - g0) * TW + tw0;
         for (int j = 0; j < 4; j++) {
-          _mm512_mask_storeu_ps(u + (0 * 4 + j) * xs, st, _mm512_sub_ps(r[0][j], r[2][j]));
-          _mm512_mask_storeu_ps(u + (1 * 4 + j) * xs, st, _mm512_add_ps(r[1][j], r[2][j]));
-          _mm512_mask_storeu_ps(u + (2 * 4 + j) * xs, st, _mm512_sub_ps(r[2][j], r[1][j]));
-          _mm512_mask_storeu_ps(u + (3 * 4 + j) * xs, st, _mm512_sub_ps(r[1][j], r[3][j]));
+          store_lanes(u + (0 * 4 + j) * xs, st, _mm512_sub_ps(r[0][j], r[2][j]));
+          store_lanes(u + (1 * 4 + j) * xs, st, _mm512_add_ps(r[1][j], r[2][j]));
+          store_lanes(u + (2 * 4 + j) * xs, st, _mm512_sub_ps(r[2][j], r[1][j]));
+          store_lanes(u + (3 * 4 + j) * xs, st, _mm512_sub_ps(r[1][j], r[3][j]));
         }
       }
     }
@@ -544,6 +567,7 @@ static void dout_transform_packed(float *restrict E, const float *restrict dout,
     for (int64_t gg = g0; gg < g1;) {
       const int64_t n = group_rows(g, &pk, gg, g1), th = gg % TH;
       const float *plane = dout + ((gg / TH) * K + k) * g->P;
+      if (k + 1 < K) prefetch_rows(plane + g->P, 2 * th, 2 * (th + n) - 1, g, 0);
       __m512 q[2][4];
       for (int a = 0; a < 2; a++) {
         int64_t h[4];
@@ -560,10 +584,10 @@ static void dout_transform_packed(float *restrict E, const float *restrict dout,
       const __mmask16 st = lane_mask(n * TW);
       float *u = E + k * Ts + (gg - g0) * TW;
       for (int j = 0; j < 4; j++) {
-        _mm512_mask_storeu_ps(u + (0 * 4 + j) * xs, st, q[0][j]);
-        _mm512_mask_storeu_ps(u + (1 * 4 + j) * xs, st, _mm512_mul_ps(half, _mm512_add_ps(q[0][j], q[1][j])));
-        _mm512_mask_storeu_ps(u + (2 * 4 + j) * xs, st, _mm512_mul_ps(half, _mm512_sub_ps(q[0][j], q[1][j])));
-        _mm512_mask_storeu_ps(u + (3 * 4 + j) * xs, st, _mm512_sub_ps(_mm512_setzero_ps(), q[1][j]));
+        store_lanes(u + (0 * 4 + j) * xs, st, q[0][j]);
+        store_lanes(u + (1 * 4 + j) * xs, st, _mm512_mul_ps(half, _mm512_add_ps(q[0][j], q[1][j])));
+        store_lanes(u + (2 * 4 + j) * xs, st, _mm512_mul_ps(half, _mm512_sub_ps(q[0][j], q[1][j])));
+        store_lanes(u + (3 * 4 + j) * xs, st, _mm512_sub_ps(_mm512_setzero_ps(), q[1][j]));
       }
       gg += n;
     }
@@ -589,6 +613,7 @@ static void dout_transform(float *restrict E, const float *restrict dout, const 
       for (int64_t gg = g0; gg < g1; gg++) {
         const int64_t n = gg / TH, th = gg % TH;
         const float *plane = dout + (n * K + k) * g->P;
+        if (k + 1 < K) prefetch_rows(plane + g->P, 2 * th, 2 * th + 1, g, tw0);
         __m512 q[2][4]; /* the column transforms (e G2^T) of rows 2th and 2th + 1 */
         for (int a = 0; a < 2; a++) {
           const int64_t h = 2 * th + a;
@@ -606,10 +631,10 @@ static void dout_transform(float *restrict E, const float *restrict dout, const 
         }
         float *u = E + k * Ts + (gg - g0) * TW + tw0;
         for (int j = 0; j < 4; j++) {
-          _mm512_mask_storeu_ps(u + (0 * 4 + j) * xs, st, q[0][j]);
-          _mm512_mask_storeu_ps(u + (1 * 4 + j) * xs, st, _mm512_mul_ps(half, _mm512_add_ps(q[0][j], q[1][j])));
-          _mm512_mask_storeu_ps(u + (2 * 4 + j) * xs, st, _mm512_mul_ps(half, _mm512_sub_ps(q[0][j], q[1][j])));
-          _mm512_mask_storeu_ps(u + (3 * 4 + j) * xs, st, _mm512_sub_ps(_mm512_setzero_ps(), q[1][j]));
+          store_lanes(u + (0 * 4 + j) * xs, st, q[0][j]);
+          store_lanes(u + (1 * 4 + j) * xs, st, _mm512_mul_ps(half, _mm512_add_ps(q[0][j], q[1][j])));
+          store_lanes(u + (2 * 4 + j) * xs, st, _mm512_mul_ps(half, _mm512_sub_ps(q[0][j], q[1][j])));
+          store_lanes(u + (3 * 4 + j) * xs, st, _mm512_sub_ps(_mm512_setzero_ps(), q[1][j]));
         }
       }
   }
