@@ -1744,7 +1744,7 @@ void sf_conv2d_tiles(char *buf, size_t n, const sf_conv2d_shape *s, int kernel) 
      * "m12x2,m8x2" with blocks of 12 channels first */
     int kb, nv, kw;
     const int64_t P = ms2 ? s->OH * s->OW * sf_conv2d_masked_s2_stack(s->OH, s->OW) : s->H * s->W; /* the grid */
-    sf_conv2d_masked_kind(P, kernel == 0 ? s->K : s->C, &kb, &nv, &kw);
+    sf_conv2d_masked_kind(P, kernel == 0 ? s->K : s->C, ms2, &kb, &nv, &kw);
     if (n > 32 && kw)
       snprintf(buf, n, "m%dx%d,m%dx%d", kw, nv, kb, nv);
     else if (n > 16)

@@ -158,9 +158,16 @@ static int64_t wide_blocks(const mkind *mk, int64_t Co) {
 }
 
 /* the shape with the least padded positions over its speed (the narrower tiles run at
- * about 93% of the 3-vector tile's rate per position, as on the direct path) */
-static int mpick(int64_t P, int64_t Co) {
+ * about 93% of the 3-vector tile's rate per position, as on the direct path, on a core with
+ * two 512-bit FMA pipes). narrow (the stride-2 geometries) takes 16 x 1 whenever the
+ * channels fill it: on a core with one FMA per cycle (Zen 4) it ran fastest on all four
+ * stride-2 layers of the bench's models (batch 128, one thread, forward: 32->64 on 16x16
+ * 3.6 -> 3.3 ms, 16->32 on 32x32 4.1 -> 3.7, the small CNN's 12.7 -> 11.1 and 11.2 -> 10.0
+ * against 8 x 3), though not on wider stride-1 layers (64->64 on 8x8: 6.3 -> 9.8), and the
+ * stride-1 stems were a draw within the noise */
+static int mpick(int64_t P, int64_t Co, int narrow) {
   static const int speed[3] = {100, 93, 93};
+  if (narrow && Co % 16 == 0) return 2;
   int best = 0;
   int64_t best_cost = -1;
   for (int i = 0; i < 3; i++) {
@@ -247,7 +254,7 @@ static int mgeom_init_stacked(mgeom *g, int64_t Ci, int64_t Co, int64_t Hi, int6
   }
   for (int64_t t = 0; t < T; t++) g->off[t] = plane[t] * g->P + dr[t] * W + dq[t];
   g->mask = mask;
-  g->kind = mpick(g->P, Co);
+  g->kind = mpick(g->P, Co, !(T == 9 && cs == g->P)); /* stride 2: phase planes, or taps of a phase */
   return 0;
 }
 
@@ -426,8 +433,8 @@ int sf_conv2d_masked_wgrad(float **partial, int parts, const float *dout, const 
   return d.fail ? -1 : 0;
 }
 
-int sf_conv2d_masked_kind(int64_t P, int64_t Co, int *kb, int *nv, int *kw) {
-  const int k = mpick(P, Co);
+int sf_conv2d_masked_kind(int64_t P, int64_t Co, int narrow, int *kb, int *nv, int *kw) {
+  const int k = mpick(P, Co, narrow);
   *kb = mkinds[k].kb, *nv = mkinds[k].nv;
   *kw = wide_blocks(&mkinds[k], Co) > 0 ? mkinds[k].kw : 0;
   return k;
@@ -719,8 +726,8 @@ int64_t sf_conv2d_masked_s2_stack(int64_t OH, int64_t OW) {
   return 1;
 }
 
-int sf_conv2d_masked_kind(int64_t P, int64_t Co, int *kb, int *nv, int *kw) {
-  (void)P, (void)Co;
+int sf_conv2d_masked_kind(int64_t P, int64_t Co, int narrow, int *kb, int *nv, int *kw) {
+  (void)P, (void)Co, (void)narrow;
   *kb = *nv = *kw = 0;
   return -1;
 }

@@ -38,7 +38,8 @@ int64_t sf_conv2d_masked_s2_stack(int64_t OH, int64_t OW);
 void sf_conv2d_masked_s2_bwd_pack(float *wp, const float *weight, int64_t K, int64_t C);
 int sf_conv2d_masked_s2_backward_input(float *dinp, const float *dout, const float *wp, int64_t N, int64_t K,
                                        int64_t C, int64_t H, int64_t W, int parts);
-/* the register tile it uses for P positions and Co output channels: channels x vectors,
- * and kw: the channels of its wider blocks when some are used (else 0) */
-int sf_conv2d_masked_kind(int64_t P, int64_t Co, int *kb, int *nv, int *kw);
+/* the register tile it uses for P positions and Co output channels (narrow: a stride-2
+ * geometry): channels x vectors, and kw: the channels of its wider blocks when some are
+ * used (else 0) */
+int sf_conv2d_masked_kind(int64_t P, int64_t Co, int narrow, int *kb, int *nv, int *kw);
 #endif
