@@ -473,6 +473,19 @@ function TestGradBlocks:test_conv_bn_stats_handoff()
   if not ok then error(err, 0) end
 end
 
+-- a backward (no input gradient) through both models after their forwards: the trainable
+-- parameters' gradients agree within tol
+local function head_grads_match(h, href, x, g, tol, tag)
+  h:zero_grad(); href:zero_grad()
+  h:backward(x, g, false); href:backward(x, g, false)
+  local pa, pb = h:parameters(), href:parameters()
+  for i, rec in ipairs(pa) do
+    if rec.trainable then
+      lu.assertTrue(sf.max((rec.grad - pb[i].grad):abs()) < tol, tag .. ": gradient of " .. rec.name)
+    end
+  end
+end
+
 -- Inference folding: a frozen model in eval mode runs each Conv2d with its BatchNorm
 -- folded in; the outputs match the unfolded model, the folded layers keep no output, and
 -- a backward (input gradient, or a trainable head) recomputes what it needs
@@ -507,14 +520,7 @@ function TestGradBlocks:test_eval_folding()
     local href = h:clone():set_fusion(false)
     local out, outref = h:forward(x), href:forward(x)
     lu.assertTrue(sf.max((out - outref):abs()) < 1e-4 * (1 + sf.max(outref:abs())), block .. ": head-only forward")
-    h:zero_grad(); href:zero_grad()
-    h:backward(x, g, false); href:backward(x, g, false)
-    local pa, pb = h:parameters(), href:parameters()
-    for i, rec in ipairs(pa) do
-      if rec.trainable then
-        lu.assertTrue(sf.max((rec.grad - pb[i].grad):abs()) < 1e-4, block .. ": gradient of " .. rec.name)
-      end
-    end
+    head_grads_match(h, href, x, g, 1e-4, block)
     -- training mode never folds (batch statistics)
     local t = m:clone()
     t:set_trainable(false)
@@ -567,14 +573,7 @@ function TestGradBlocks:test_inplace_batch_norm_when_frozen()
     local h, href = m:clone(), m:clone():set_fusion(false)
     for _, mm in ipairs{h, href} do mm:set_trainable(false); sf.policy.apply(mm, {head = 1}) end
     h:forward(x); href:forward(x)
-    h:zero_grad(); href:zero_grad()
-    h:backward(x, g, false); href:backward(x, g, false)
-    local pa, pb = h:parameters(), href:parameters()
-    for i, rec in ipairs(pa) do
-      if rec.trainable then
-        lu.assertTrue(sf.max((rec.grad - pb[i].grad):abs()) < 1e-5, name .. ": gradient of " .. rec.name)
-      end
-    end
+    head_grads_match(h, href, x, g, 1e-5, name)
   end
   -- the norm + residual + ReLU pass needs batch statistics
   local bn = sf.nn.BatchNorm2d(4)

@@ -292,14 +292,20 @@ static void input_transform_packed(float *restrict U, const float *restrict in, 
     }
 }
 
+/* lanes [nt, Ts) of every (xi, row) of a transformed chunk (rows per xi, xs floats from
+ * one xi to the next): zero, so that the products' last vector adds nothing from them */
+static void zero_tails(float *A, int64_t rows, int64_t xs, int64_t Ts, int64_t nt) {
+  if (nt >= Ts) return;
+  for (int xi = 0; xi < 16; xi++)
+    for (int64_t r = 0; r < rows; r++) memset(A + xi * xs + r * Ts + nt, 0, (size_t)(Ts - nt) * sizeof(float));
+}
+
 /* U[xi][c][(gg - g0)*TW + tw] = (B^T d B)[xi] of tile (th, tw) of image n, gg = n*TH + th,
  * for the chunk's rows of tiles [g0, g1); lanes past the chunk's tiles are zeroed */
 static void input_transform(float *restrict U, const float *restrict in, const wgeom *g, int64_t g0, int64_t g1) {
   const int64_t Ci = g->Ci, TH = g->TH, TW = g->TW, Ts = g->Ts, xs = g->us, nt = (g1 - g0) * TW;
   const __m512i ie = idx_even(), io = idx_odd();
-  if (nt < Ts)
-    for (int xi = 0; xi < 16; xi++)
-      for (int64_t c = 0; c < Ci; c++) memset(U + xi * xs + c * Ts + nt, 0, (size_t)(Ts - nt) * sizeof(float));
+  zero_tails(U, Ci, xs, Ts, nt);
   if (packed(g)) {
     input_transform_packed(U, in, g, g0, g1);
     return;
@@ -600,9 +606,7 @@ static void dout_transform(float *restrict E, const float *restrict dout, const 
   const int64_t K = g->Kp, TH = g->TH, TW = g->TW, Ts = g->Ts, xs = g->ms, nt = (g1 - g0) * TW;
   const __m512i ie = idx_even(), io = idx_odd();
   const __m512 half = _mm512_set1_ps(0.5f);
-  if (nt < Ts)
-    for (int xi = 0; xi < 16; xi++)
-      for (int64_t k = 0; k < K; k++) memset(E + xi * xs + k * Ts + nt, 0, (size_t)(Ts - nt) * sizeof(float));
+  zero_tails(E, K, xs, Ts, nt);
   if (packed(g)) {
     dout_transform_packed(E, dout, g, g0, g1);
     return;
