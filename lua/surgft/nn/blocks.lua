@@ -102,7 +102,11 @@ return function(nn, sf)
     h, st = conv_stats(self, "conv1", "bn1", x)
     h, self._s_fused = norm_relu(self, "bn1", "relu1", h, st, inplace)
     h, st = conv_stats(self, "conv2", "bn2", h)
-    if inplace then self._s_folded = true end
+    if inplace then
+      -- the convolutions' outputs are overwritten: like folded layers, they keep none
+      self._s_folded = true
+      C.conv1.output, C.conv2.output = nil, nil
+    end
     local s = self._children.shortcut and self:call_child("shortcut", "forward", x) or x
     if not self._no_fusion and C.bn2.fuses_add_relu and C.bn2:fuses_add_relu() then
       -- bn2, the sum and the ReLU in one pass (bn2's backward needs its input, not its output)

@@ -62,7 +62,7 @@ return function(nn, sf)
         -- x from the Conv2d before (st), nothing trainable up to here: x is that
         -- convolution's own output and no backward will read it, so normalise it in place
         local inplace = st ~= nil and not below
-        if inplace then self._s_folded = true end
+        if inplace then self._s_folded, C[i - 1].module.output = true, nil end -- it keeps none
         x = self:call_child(i, "forward", x, true, st, inplace and x or nil)
         nxt.output = x
         fused = fused or {}
@@ -74,7 +74,7 @@ return function(nn, sf)
       else
         if st then
           local inplace = not below -- as above
-          if inplace then self._s_folded = true end
+          if inplace then self._s_folded, C[i - 1].module.output = true, nil end
           x = self:call_child(i, "forward", x, nil, st, inplace and x or nil)
         else
           x = self:call_child(i, "forward", x)
