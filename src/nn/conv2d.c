@@ -448,12 +448,12 @@ static int masked_s2_ok(const sf_conv2d_shape *s) {
          sf_conv2d_masked_ok(s->H, s->W, s->R, s->S, s->stride_h, s->stride_w, s->pad_h, s->pad_w);
 }
 
-/* the stride-2 weight gradient takes it too: on the ResNets' 16x16 and 8x8 output planes it
- * beat the padded phase planes (32x32 -> 16x16, 16 -> 32 channels: 72 -> 80 GFLOP/cpu-s;
- * 16x16 -> 8x8, 32 -> 64: 66 -> 76). On 14x14 (the small CNN's 28x28 -> 14x14, 32 -> 64)
- * it lost on a Zen 5 machine (72 against 76) but wins by far on Zen 4 (69 against 43
- * GFLOP/s, batch 128, one thread): taken everywhere. */
-static int masked_s2_w_ok(const sf_conv2d_shape *s) { return masked_s2_ok(s); }
+/* Winograd's transformed weights for kernel 0 (forward) or 1 (input gradient), which the
+ * calling thread writes after the packed weights in its scratch3; 0 when not taken */
+static int64_t wino_wfloats(const sf_conv2d_shape *s, int kernel) {
+  if (!wino_ok(s, kernel)) return 0;
+  return kernel == 0 ? sf_conv2d_winograd_wfloats(s->C, s->K) : sf_conv2d_winograd_wfloats(s->K, s->C);
+}
 
 static void direct_fwd_geom(direct_geom *g, const sf_conv2d_shape *s) {
   direct_geom_init(g, s->C, s->H, s->W, s->pad_h, s->pad_w, s->stride_h, s->R, s->S, s->K);
@@ -1236,7 +1236,7 @@ static void reserve_part(void *ctx, int64_t lo, int64_t hi, int part) {
   if (masked_s2_ok(s)) {
     /* the phase planes of an image (forward), of its input gradient, and of a chunk of
      * images (the weight gradient) */
-    const int64_t wb = direct_w_ok(s) && masked_s2_w_ok(s) ? sf_conv2d_masked_wgrad_chunk(s->OH, s->OW) : 1;
+    const int64_t wb = direct_w_ok(s) && masked_s2_ok(s) ? sf_conv2d_masked_wgrad_chunk(s->OH, s->OW) : 1;
     const int64_t fb = sf_conv2d_masked_s2_stack(s->OH, s->OW); /* images stacked by the forward */
     const int64_t nb = wb > fb ? wb : fb, wide = fb * (s->K > 4 * s->C ? s->K : 4 * s->C) * p;
     if (nb * 4 * s->C * p > n1) n1 = nb * 4 * s->C * p; /* input phase planes */
@@ -1250,10 +1250,9 @@ static void reserve_part(void *ctx, int64_t lo, int64_t hi, int part) {
     if (wm > n2) n2 = wm;
   }
   for (int kernel = 0; kernel < 2; kernel++)
-    if (wino_ok(s, kernel)) { /* a chunk's transformed inputs and products */
+    if (wino_ok(s, kernel)) { /* a chunk's transformed inputs and products (Ci, Co swap) */
       int64_t wu, wm;
-      if (kernel == 0) sf_conv2d_winograd_scratch(s->C, s->K, s->H, s->W, &wu, &wm);
-      else sf_conv2d_winograd_scratch(s->K, s->C, s->H, s->W, &wu, &wm);
+      sf_conv2d_winograd_scratch(kernel ? s->K : s->C, kernel ? s->C : s->K, s->H, s->W, &wu, &wm);
       if (wu > n1) n1 = wu;
       if (wm > n2) n2 = wm;
     }
@@ -1274,8 +1273,7 @@ int sf_conv2d_reserve(const sf_conv2d_shape *s) {
   /* every part reserves its own thread's scratch; a part's sizes are those of a chunk */
   sf_parallel_for(parts, parts, reserve_part, ctx);
   /* the direct path's packed weights: prepared by the calling thread for every part */
-  int64_t vf = wino_ok(s, 0) ? sf_conv2d_winograd_wfloats(s->C, s->K) : 0; /* Winograd's transformed weights */
-  if (wino_ok(s, 1) && sf_conv2d_winograd_wfloats(s->K, s->C) > vf) vf = sf_conv2d_winograd_wfloats(s->K, s->C);
+  const int64_t vf = wino_wfloats(s, 0) > wino_wfloats(s, 1) ? wino_wfloats(s, 0) : wino_wfloats(s, 1);
   if ((direct_fwd_ok(s) || is_strided_pointwise(s) || phase_bwd_ok(s)) &&
       !sf_scratch3((size_t)(s->K * s->C * s->R * s->S + vf)))
     return sf_err("conv2d: out of memory allocating the packed weights");
@@ -1463,8 +1461,7 @@ void sf_conv2d_forward_stats(float *out, float *stats, const float *inp, const f
     /* wp[((c*R + r)*S + q)*K + k] = weight[k][c][r][q] */
     const int64_t T = s->R * s->S;
     /* and after them, Winograd's transformed weights */
-    const int64_t vf = wino_ok(s, 0) ? sf_conv2d_winograd_wfloats(C, K) : 0;
-    float *wp = sf_scratch3((size_t)(K * C * T + vf));
+    float *wp = sf_scratch3((size_t)(K * C * T + wino_wfloats(s, 0)));
     SF_ASSERT(wp);
     /* rows of wp written in turn (the other order scattered its stores: 59 -> 10 us for
      * 64 x 64 x 3 x 3, on the calling thread while the pool waits) */
@@ -1494,8 +1491,7 @@ void sf_conv2d_forward_stats(float *out, float *stats, const float *inp, const f
  * the calling thread's scratch3 */
 static const float *pack_flipped(const float *weight, const sf_conv2d_shape *s) {
   const int64_t K = s->K, C = s->C, R = s->R, S = s->S;
-  const int64_t vf = wino_ok(s, 1) ? sf_conv2d_winograd_wfloats(K, C) : 0; /* Winograd's, after */
-  float *wp = sf_scratch3((size_t)(K * C * R * S + vf));
+  float *wp = sf_scratch3((size_t)(K * C * R * S + wino_wfloats(s, 1))); /* Winograd's after */
   SF_ASSERT(wp); /* reserved by the caller through sf_conv2d_reserve */
   for (int64_t k = 0; k < K; k++) /* wp written in order */
     for (int64_t r = 0; r < R; r++)
@@ -1638,7 +1634,12 @@ void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, 
       return;
     }
   }
-  if (direct_w_ok(s) && (masked_ok(s) || masked_s2_w_ok(s))) {
+  /* the masked kernel at stride 2 too, on every output plane: on the ResNets' 16x16 and 8x8
+   * it beat the padded phase planes (32x32 -> 16x16, 16 -> 32 channels: 72 -> 80
+   * GFLOP/cpu-s; 16x16 -> 8x8, 32 -> 64: 66 -> 76); on the small CNN's 28x28 -> 14x14,
+   * 32 -> 64 it lost on a Zen 5 machine (72 against 76) but wins by far on Zen 4 (69 against
+   * 43 GFLOP/s, batch 128, one thread) */
+  if (direct_w_ok(s) && (masked_ok(s) || masked_s2_ok(s))) {
     float *partial[256];
     if (sf_conv2d_masked_wgrad(partial, parts, dout, inp, N, C, K, s->H, s->W, (int)s->stride_h) == 0) {
       add_partials(dweight, partial, parts, K * CRS, scale);
@@ -1796,7 +1797,7 @@ const char *sf_conv2d_path(const sf_conv2d_shape *s, int kernel) {
                             : "im2col";
   default:
     if (wino_w_ok(s)) return "winograd";
-    return direct_w_ok(s) ? (masked_ok(s) ? "direct-masked" : masked_s2_w_ok(s) ? "direct-masked-phase" : "direct")
+    return direct_w_ok(s) ? (masked_ok(s) ? "direct-masked" : masked_s2_ok(s) ? "direct-masked-phase" : "direct")
                           : "im2col";
   }
 }

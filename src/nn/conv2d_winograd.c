@@ -414,6 +414,19 @@ static inline __attribute__((always_inline)) __m512 wepilogue(__m512 y, const we
   return y;
 }
 
+/* A^T M A for one vector of tiles: y[a][b] is output row 2th + a, column 2tw + b of each
+ * lane's tile, from x[xi] = M[xi] */
+static inline __attribute__((always_inline)) void tile_outputs(__m512 y[2][2], const __m512 x[16]) {
+  for (int a = 0; a < 2; a++) {
+    __m512 s[4];
+    for (int j = 0; j < 4; j++)
+      s[j] = a == 0 ? _mm512_add_ps(_mm512_add_ps(x[j], x[4 + j]), x[8 + j])
+                    : _mm512_sub_ps(_mm512_sub_ps(x[4 + j], x[8 + j]), x[12 + j]);
+    y[a][0] = _mm512_add_ps(_mm512_add_ps(s[0], s[1]), s[2]);
+    y[a][1] = _mm512_sub_ps(_mm512_sub_ps(s[1], s[2]), s[3]);
+  }
+}
+
 /* output_transform on packed rows of tiles */
 static void output_transform_packed(float *restrict out, const float *restrict M, const wgeom *g, int64_t g0,
                                     int64_t g1, const wepi *e) {
@@ -426,21 +439,16 @@ static void output_transform_packed(float *restrict out, const float *restrict M
       const int64_t n = group_rows(g, &pk, gg, g1), th = gg % TH;
       const float *m = M + k * Ts + (gg - g0) * TW;
       const __mmask16 ld = lane_mask(n * TW);
-      __m512 x[16], s[2][4];
+      __m512 x[16], y[2][2];
       for (int xi = 0; xi < 16; xi++) x[xi] = _mm512_maskz_loadu_ps(ld, m + xi * g->ms);
-      for (int j = 0; j < 4; j++) {
-        s[0][j] = _mm512_add_ps(_mm512_add_ps(x[j], x[4 + j]), x[8 + j]);
-        s[1][j] = _mm512_sub_ps(_mm512_sub_ps(x[4 + j], x[8 + j]), x[12 + j]);
-      }
+      tile_outputs(y, x);
       for (int a = 0; a < 2; a++) {
-        const __m512 y0 = _mm512_add_ps(_mm512_add_ps(s[a][0], s[a][1]), s[a][2]);
-        const __m512 y1 = _mm512_sub_ps(_mm512_sub_ps(s[a][1], s[a][2]), s[a][3]);
         for (int64_t r = 0; r < n; r++) {
           const int64_t oh = 2 * (th + r) + a;
           if (oh >= g->H) break;
           const int64_t at = ((gg / TH) * Co + k) * P + oh * W;
-          const __m512 y = _mm512_permutex2var_ps(y0, pk.oidx[r], y1);
-          _mm512_mask_storeu_ps(out + at, keep, wepilogue(y, e, k, e->residual ? e->residual + at : NULL, keep));
+          const __m512 v = _mm512_permutex2var_ps(y[a][0], pk.oidx[r], y[a][1]);
+          _mm512_mask_storeu_ps(out + at, keep, wepilogue(v, e, k, e->residual ? e->residual + at : NULL, keep));
         }
       }
       gg += n;
@@ -463,18 +471,13 @@ static void output_transform(float *restrict out, const float *restrict M, const
       for (int64_t gg = g0; gg < g1; gg++) {
         const int64_t n = gg / TH, th = gg % TH;
         const float *m = M + k * Ts + (gg - g0) * TW + tw0;
-        __m512 x[16];
+        __m512 x[16], y[2][2];
         for (int xi = 0; xi < 16; xi++) x[xi] = _mm512_maskz_loadu_ps(ld, m + xi * g->ms);
-        __m512 s[2][4];
-        for (int j = 0; j < 4; j++) {
-          s[0][j] = _mm512_add_ps(_mm512_add_ps(x[j], x[4 + j]), x[8 + j]);
-          s[1][j] = _mm512_sub_ps(_mm512_sub_ps(x[4 + j], x[8 + j]), x[12 + j]);
-        }
+        tile_outputs(y, x);
         for (int a = 0; a < 2; a++) {
           const int64_t oh = 2 * th + a;
           if (oh >= g->H) break;
-          const __m512 y0 = _mm512_add_ps(_mm512_add_ps(s[a][0], s[a][1]), s[a][2]);
-          const __m512 y1 = _mm512_sub_ps(_mm512_sub_ps(s[a][1], s[a][2]), s[a][3]);
+          const __m512 y0 = y[a][0], y1 = y[a][1];
           const int64_t at = (n * Co + k) * P + oh * W + 2 * tw0;
           const float *res = e->residual ? e->residual + at : NULL;
           float *o = out + at;
@@ -542,7 +545,8 @@ void sf_conv2d_winograd_run(float *out, const float *in, const float *wp, float 
  * operations), into Mw blocked as [xi][k/4][c/4][(k%4)*4 + c%4]. */
 
 #define WG_TILES 256 /* tiles per chunk: the lane sums closing each register tile stay small
-                       next to its FMAs (256: 2.55 ms for 32->32 16x16 at batch 128, 512: 2.94) */
+                       next to its FMAs (32->32 on 16x16, batch 128, the products alone: 2.55 ms
+                       at 256 tiles, 2.94 at 512, 2.53 at 128) */
 
 int sf_conv2d_winograd_wgrad_ok(int64_t C, int64_t K, int64_t H, int64_t W) {
   return __atomic_load_n(&wino_on, __ATOMIC_RELAXED) && C >= 16 && K >= 16 && C % 4 == 0 && K % 4 == 0 && H >= 1 &&
