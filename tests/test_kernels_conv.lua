@@ -205,6 +205,9 @@ local CASES = {
   {x = {3, 16, 7, 9}, w = {17, 16, 3, 3}, stride = 1, pad = 1, bias = true},
   -- ... and with channels in multiples of 4, the weight gradient by F(3x3, 2x2)
   {x = {2, 20, 6, 10}, w = {16, 20, 3, 3}, stride = 1, pad = 1, bias = false},
+  -- 3x3 pad 1 stride 2 with 16 or more channels: Winograd on the phases, all three kernels
+  -- (an odd output side: tiles cut at the edge)
+  {x = {2, 16, 12, 13}, w = {16, 16, 3, 3}, stride = 2, pad = 1, bias = true},
 }
 
 -- Every algorithm of every kernel is exercised by CASES (checked against the naive
@@ -235,6 +238,7 @@ function TestConv2d:test_cases_cover_every_path()
   -- the weight gradient too where the channels are multiples of 4
   for _, kernel in ipairs{"forward", "backward_input", "backward_weight"} do
     lu.assertEquals(seen[kernel .. " winograd"] or false, masked, kernel .. " winograd on " .. sf.simd)
+    lu.assertEquals(seen[kernel .. " winograd-phase"] or false, masked, kernel .. " winograd-phase on " .. sf.simd)
   end
   -- the geometry of a CIFAR ResNet's layers
   local p = K.conv2d_path({128, 16, 32, 32}, {16, 16, 3, 3}, 1, 1)
@@ -245,8 +249,12 @@ function TestConv2d:test_cases_cover_every_path()
   p = K.conv2d_path({128, 3, 32, 32}, {16, 3, 3, 3}, 1, 1)
   lu.assertEquals({p.forward, p.backward_input}, {d3, d3})
   p = K.conv2d_path({128, 16, 32, 32}, {32, 16, 3, 3}, 2, 1)
+  local w2 = masked and "winograd-phase" or "direct-phase"
+  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {w2, w2, masked and w2 or "direct"})
+  -- a 7x7 output (its 2x2 tiles padded by a third) stays on the direct phases
+  p = K.conv2d_path({128, 64, 14, 14}, {128, 64, 3, 3}, 2, 1)
   local d2 = masked and "direct-masked-phase" or "direct-phase"
-  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {d2, d2, masked and d2 or "direct"})
+  lu.assertEquals({p.forward, p.backward_input}, {d2, d2})
   lu.assertErrorMsgContains("conv2d_path: input has 3 channels but the weight expects 4", K.conv2d_path,
     {1, 3, 8, 8}, {2, 4, 3, 3})
   lu.assertErrorMsgContains("conv2d_path: argument #2 (weight) is", K.conv2d_path, {1, 3, 8, 8}, "w")
@@ -533,8 +541,8 @@ end
 
 function TestConv2d:test_finite_differences()
   local rng = sf.rng(14)
-  -- the last case: Winograd's three kernels on AVX-512
-  for ci, c in ipairs({CASES[1], CASES[2], CASES[5], CASES[#CASES]}) do
+  -- the last two cases: Winograd's three kernels on AVX-512, stride 1 and stride 2
+  for ci, c in ipairs({CASES[1], CASES[2], CASES[5], CASES[#CASES - 1], CASES[#CASES]}) do
     local x, w, b = randn(c.x, rng), randn(c.w, rng), randn({c.w[1]}, rng)
     local out = K.conv2d_forward(x, w, b, c.stride, c.pad)
     local proj = randn(out:size(), rng)
@@ -854,6 +862,66 @@ function TestConv2d:test_winograd_matches_direct()
     "winograd weight gradient against the reference")
   lu.assertErrorMsgContains("conv2d_winograd: argument #1 (on) is number, expected a boolean or nil",
     K.conv2d_winograd, 1)
+end
+
+-- Stride 2 (3x3, pad 1) by Winograd on the phases ("winograd-phase"): forward with its
+-- epilogue and statistics, input gradient and weight gradient agree with the masked direct
+-- sums to rounding, on 2x2 output tiles cut at odd sides, rows of more than 8 tiles (the
+-- transforms' step), channels that do not fill the register tiles, chunks spanning images;
+-- the forward and input gradient the same bits at 1 and 2 threads. A 7x7 output (tiles
+-- padded by a third) keeps the direct path.
+function TestConv2d:test_winograd_phase_matches_direct()
+  if sf.simd ~= "avx512" then
+    lu.assertEquals(K.conv2d_path({2, 16, 28, 28}, {16, 16, 3, 3}, 2, 1).forward, "direct-phase")
+    return
+  end
+  local rng = sf.rng(36)
+  local geoms = {{2, 16, 28, 28, 16}, {3, 16, 32, 32, 32}, {2, 16, 16, 16, 20}, {2, 20, 27, 25, 16},
+                 {1, 16, 8, 70, 16}, {9, 17, 12, 12, 33}, {5, 64, 16, 16, 64}, {40, 16, 8, 8, 16},
+                 {2, 16, 4, 30, 16}, {3, 32, 15, 16, 16}, {2, 64, 14, 14, 64}}
+  local n0 = sf.threads()
+  for _, gm in ipairs(geoms) do
+    local xs, ws = {gm[1], gm[2], gm[3], gm[4]}, {gm[5], gm[2], 3, 3}
+    local ys = {gm[1], gm[5], (gm[3] + 1) // 2, (gm[4] + 1) // 2}
+    local x, w, b = randn(xs, rng), randn(ws, rng), randn({gm[5]}, rng)
+    local res, g = randn(ys, rng), randn(ys, rng)
+    local tag = table.concat(xs, "x") .. " -> " .. gm[5] .. " stride 2"
+    local taken = not (ys[3] == 7 and ys[4] == 7)
+    local r = {}
+    for _, mode in ipairs{"direct", "w1", "w2"} do
+      local was = K.conv2d_winograd(mode ~= "direct")
+      sf.set_threads(mode == "w2" and 2 or 1)
+      local ok, err = pcall(function()
+        local p = K.conv2d_path(xs, ws, 2, 1)
+        local want = (mode == "direct" or not taken) and "direct-masked-phase" or "winograd-phase"
+        local ww = (gm[2] % 4 == 0 and gm[5] % 4 == 0) and want or "direct-masked-phase"
+        lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {want, want, ww}, tag)
+        local o, st = K.conv2d_forward(x, w, b, 2, 1, nil, nil, nil, true)
+        r[mode] = {o = o, st = st, ep = K.conv2d_forward(x, w, b, 2, 1, nil, true, res),
+                   dx = K.conv2d_backward_input(g, w, x, 2, 1), dw = K.conv2d_backward_weight(g, x, sf.zeros(ws), nil, 2, 1)}
+      end)
+      K.conv2d_winograd(was)
+      sf.set_threads(n0)
+      if not ok then error(err, 0) end
+    end
+    for _, k in ipairs{"o", "st", "ep", "dx"} do
+      assert_near(r.w1[k], r.direct[k], 4e-6, tag .. ": " .. k)
+      lu.assertTrue(r.w1[k]:equal(r.w2[k]), tag .. ": " .. k .. " differs between 1 and 2 threads")
+    end
+    assert_near(r.w1.dw, r.direct.dw, 4e-6, tag .. ": dweight")
+    assert_near(r.w2.dw, r.direct.dw, 4e-6, tag .. ": dweight, 2 threads")
+  end
+  -- and against the naive reference
+  local xs, ws = {2, 16, 12, 13}, {16, 16, 3, 3}
+  local x, w, b = randn(xs, rng), randn(ws, rng), randn({16}, rng)
+  lu.assertEquals(K.conv2d_path(xs, ws, 2, 1).forward, "winograd-phase")
+  local want, oshape = ref_conv(flat(x), xs, flat(w), ws, flat(b), 2, 1)
+  assert_near(K.conv2d_forward(x, w, b, 2, 1), want, 1e-5, "winograd-phase forward against the reference")
+  local g = randn(oshape, rng)
+  local rdx, rdw = ref_conv_grads(flat(g), flat(x), xs, flat(w), ws, 2, 1)
+  assert_near(K.conv2d_backward_input(g, w, x, 2, 1), rdx, 1e-5, "winograd-phase input gradient against the reference")
+  assert_near(K.conv2d_backward_weight(g, x, sf.zeros(ws), nil, 2, 1), rdw, 1e-5,
+    "winograd-phase weight gradient against the reference")
 end
 
 -- K.conv2d_backward runs both gradients; on stride-1 3x3 direct shapes in one pass over

@@ -448,9 +448,22 @@ static int masked_s2_ok(const sf_conv2d_shape *s) {
          sf_conv2d_masked_ok(s->H, s->W, s->R, s->S, s->stride_h, s->stride_w, s->pad_h, s->pad_w);
 }
 
+static int phase_bwd_ok(const sf_conv2d_shape *s);
+
+/* ... and by Winograd on its phases when there are channels enough (conv2d_winograd_s2.c):
+ * kernel 0 the forward, 1 the input gradient, 2 the weight gradient */
+static int wino_s2_ok(const sf_conv2d_shape *s, int kernel) {
+  if (!masked_s2_ok(s)) return 0;
+  if (kernel == 0) return direct_fwd_ok(s) && sf_conv2d_winograd_s2_ok(s->C, s->K, s->H, s->W);
+  if (kernel == 1) return phase_bwd_ok(s) && sf_conv2d_winograd_s2_ok(s->C, s->K, s->H, s->W);
+  return sf_conv2d_winograd_s2_wgrad_ok(s->C, s->K, s->H, s->W);
+}
+
 /* Winograd's transformed weights for kernel 0 (forward) or 1 (input gradient), which the
  * calling thread writes after the packed weights in its scratch3; 0 when not taken */
 static int64_t wino_wfloats(const sf_conv2d_shape *s, int kernel) {
+  if (wino_s2_ok(s, kernel))
+    return kernel == 0 ? sf_conv2d_winograd_s2_wfloats(s->C, s->K) : sf_conv2d_winograd_s2_wfloats(s->K, s->C);
   if (!wino_ok(s, kernel)) return 0;
   return kernel == 0 ? sf_conv2d_winograd_wfloats(s->C, s->K) : sf_conv2d_winograd_wfloats(s->K, s->C);
 }
@@ -1256,6 +1269,13 @@ static void reserve_part(void *ctx, int64_t lo, int64_t hi, int part) {
       if (wu > n1) n1 = wu;
       if (wm > n2) n2 = wm;
     }
+  for (int kernel = 0; kernel < 3; kernel++)
+    if (wino_s2_ok(s, kernel)) { /* stride 2: a chunk's transforms and products */
+      int64_t wu, wm;
+      sf_conv2d_winograd_s2_scratch(kernel, s->C, s->K, s->H, s->W, &wu, &wm);
+      if (wu > n1) n1 = wu;
+      if (wm > n2) n2 = wm;
+    }
   if (is_strided_pointwise(s)) {
     const int64_t big = (s->C > s->K ? s->C : s->K) * spw_jpad(s);
     if (big > n1) n1 = big;
@@ -1474,6 +1494,11 @@ void sf_conv2d_forward_stats(float *out, float *stats, const float *inp, const f
     if (masked_ok(s) &&
         sf_conv2d_masked_run(out, inp, wp, N, C, K, s->H, s->W, bias, residual, relu, stats, parts) == 0)
       return;
+    if (wino_s2_ok(s, 0)) {
+      sf_conv2d_winograd_s2_run(out, inp, wp, wp + K * C * T, N, C, K, s->H, s->W, bias, residual, relu, stats,
+                                parts);
+      return;
+    }
     if (masked_s2_ok(s) &&
         sf_conv2d_masked_s2_run(out, inp, wp, N, C, K, s->H, s->W, bias, residual, relu, stats, parts) == 0)
       return;
@@ -1532,6 +1557,11 @@ void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weigh
     direct_geom g;
     direct_bwd_geom(&g, s);
     direct_run(dinp, dout, wp, NULL, &g, N, parts, (conv_epilogue){NULL, 0, NULL});
+    return;
+  }
+  if (wino_s2_ok(s, 1)) {
+    const float *wp = pack_flipped(weight, s); /* the transformed weights after it */
+    sf_conv2d_winograd_s2_backward_input(dinp, dout, wp, (float *)wp + K * C * 9, N, K, C, s->H, s->W, parts);
     return;
   }
   if (phase_bwd_ok(s)) {
@@ -1630,6 +1660,13 @@ void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, 
   if (wino_w_ok(s)) {
     float *partial[256];
     if (sf_conv2d_winograd_wgrad(partial, parts, dout, inp, N, C, K, s->H, s->W) == 0) {
+      add_partials(dweight, partial, parts, K * CRS, scale);
+      return;
+    }
+  }
+  if (wino_s2_ok(s, 2)) {
+    float *partial[256];
+    if (sf_conv2d_winograd_s2_wgrad(partial, parts, dout, inp, N, C, K, s->H, s->W) == 0) {
       add_partials(dweight, partial, parts, K * CRS, scale);
       return;
     }
@@ -1736,7 +1773,7 @@ void sf_conv2d_tiles(char *buf, size_t n, const sf_conv2d_shape *s, int kernel) 
 #if SF_DIRECT
   if (is_pointwise(s) || is_strided_pointwise(s)) return;
   const int ms2 = (kernel == 0 && direct_fwd_ok(s) && masked_s2_ok(s)) || (kernel == 1 && phase_bwd_ok(s) && masked_s2_ok(s));
-  if ((kernel == 0 || kernel == 1) && wino_ok(s, kernel)) {
+  if ((kernel == 0 || kernel == 1) && (wino_ok(s, kernel) || wino_s2_ok(s, kernel))) {
     if (n > 16) snprintf(buf, n, "w%dx3", 8); /* the products' register tile */
     return;
   }
@@ -1785,18 +1822,21 @@ const char *sf_conv2d_path(const sf_conv2d_shape *s, int kernel) {
   switch (kernel) {
   case 0:
     return wino_ok(s, 0)    ? "winograd"
+           : wino_s2_ok(s, 0) ? "winograd-phase"
            : masked_ok(s)   ? "direct-masked"
            : direct_ok(s)   ? "direct"
            : direct_fwd_ok(s) ? (masked_s2_ok(s) ? "direct-masked-phase" : "direct-phase")
                             : "im2col";
   case 1:
     return wino_ok(s, 1)    ? "winograd"
+           : wino_s2_ok(s, 1) ? "winograd-phase"
            : masked_ok(s)   ? "direct-masked"
            : direct_ok(s)   ? "direct"
            : phase_bwd_ok(s) ? (masked_s2_ok(s) ? "direct-masked-phase" : "direct-phase")
                             : "im2col";
   default:
     if (wino_w_ok(s)) return "winograd";
+    if (wino_s2_ok(s, 2)) return "winograd-phase";
     return direct_w_ok(s) ? (masked_ok(s) ? "direct-masked" : masked_s2_ok(s) ? "direct-masked-phase" : "direct")
                           : "im2col";
   }

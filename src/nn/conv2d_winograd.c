@@ -33,11 +33,8 @@
 #include "nn.h"
 
 #if defined(__AVX512F__) && defined(__GNUC__)
-#include <immintrin.h>
-#include <string.h>
+#include "conv2d_winograd_kern.h"
 
-#define WV 16 /* floats per vector */
-#define WK 8  /* output channels per register tile (Co is padded to a multiple: Kp) */
 /* floats of U and M together per chunk: 512 kB, half the L2 of the cores this targets */
 #define WBUDGET (128 * 1024)
 
@@ -54,16 +51,7 @@ int sf_conv2d_winograd_ok(int64_t Ci, int64_t Co, int64_t H, int64_t W) {
   return __atomic_load_n(&wino_on, __ATOMIC_RELAXED) && Ci >= 16 && Co >= 16 && H >= 1 && W >= 1;
 }
 
-static inline __mmask16 lane_mask(int64_t n) { return n <= 0 ? 0 : n >= WV ? 0xFFFF : (__mmask16)((1u << n) - 1u); }
 
-/* a store of the first lanes of m: a plain store when they are all (no difference beyond
- * the noise measured on the 32x32 layers' transforms; the plain form needs no mask) */
-static inline __attribute__((always_inline)) void store_lanes(float *p, __mmask16 m, __m512 v) {
-  if (m == 0xFFFF)
-    _mm512_storeu_ps(p, v);
-  else
-    _mm512_mask_storeu_ps(p, m, v);
-}
 
 typedef struct {
   int64_t Ci, Co, Kp, H, W, P;
@@ -136,25 +124,7 @@ static void weight_transform(float *restrict V, const float *restrict wp, int64_
     }
 }
 
-/* permute indices: even and odd lanes of a 32-lane pair, and the interleave of two vectors */
-static inline __m512i idx_even(void) {
-  return _mm512_set_epi32(30, 28, 26, 24, 22, 20, 18, 16, 14, 12, 10, 8, 6, 4, 2, 0);
-}
-static inline __m512i idx_odd(void) {
-  return _mm512_set_epi32(31, 29, 27, 25, 23, 21, 19, 17, 15, 13, 11, 9, 7, 5, 3, 1);
-}
-static inline __m512i idx_lo(void) { return _mm512_set_epi32(23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0); }
-static inline __m512i idx_hi(void) {
-  return _mm512_set_epi32(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8);
-}
 
-/* lanes m of the 16 starting at column col0 + m that lie in [0, W) */
-static inline __mmask16 col_mask(int64_t col0, int64_t W) {
-  unsigned m = 0;
-  for (int l = 0; l < WV; l++)
-    if (col0 + l >= 0 && col0 + l < W) m |= 1u << l;
-  return (__mmask16)m;
-}
 
 typedef struct {
   __mmask16 a0, a1, b0, b1; /* the loads of a row: columns 2tw0-1+m and 2tw0+1+m, m < 32 */
@@ -293,20 +263,13 @@ static void input_transform_packed(float *restrict U, const float *restrict in, 
     }
 }
 
-/* lanes [nt, Ts) of every (xi, row) of a transformed chunk (rows per xi, xs floats from
- * one xi to the next): zero, so that the products' last vector adds nothing from them */
-static void zero_tails(float *A, int64_t rows, int64_t xs, int64_t Ts, int64_t nt) {
-  if (nt >= Ts) return;
-  for (int xi = 0; xi < 16; xi++)
-    for (int64_t r = 0; r < rows; r++) memset(A + xi * xs + r * Ts + nt, 0, (size_t)(Ts - nt) * sizeof(float));
-}
 
 /* U[xi][c][(gg - g0)*TW + tw] = (B^T d B)[xi] of tile (th, tw) of image n, gg = n*TH + th,
  * for the chunk's rows of tiles [g0, g1); lanes past the chunk's tiles are zeroed */
 static void input_transform(float *restrict U, const float *restrict in, const wgeom *g, int64_t g0, int64_t g1) {
   const int64_t Ci = g->Ci, TH = g->TH, TW = g->TW, Ts = g->Ts, xs = g->us, nt = (g1 - g0) * TW;
   const __m512i ie = idx_even(), io = idx_odd();
-  zero_tails(U, Ci, xs, Ts, nt);
+  zero_tails(U, 16, Ci, xs, Ts, nt);
   if (packed(g)) {
     input_transform_packed(U, in, g, g0, g1);
     return;
@@ -344,45 +307,6 @@ static void input_transform(float *restrict U, const float *restrict in, const w
   }
 }
 
-/* One register tile of the products: M[k][v*WV + lane] = sum over c of V[c][k] U[c][v*WV +
- * lane], nk channels x nv vectors (M, U, V already at the tile's xi, first channel and
- * first vector). */
-static inline __attribute__((always_inline)) void wtile(float *restrict M, const float *restrict U,
-                                                        const float *restrict V, int64_t Ci, int64_t Kp, int64_t Ts,
-                                                        const int nk, const int nv) {
-  __m512 acc[WK][3];
-#pragma GCC unroll 8
-  for (int k = 0; k < nk; k++)
-#pragma GCC unroll 3
-    for (int v = 0; v < nv; v++) acc[k][v] = _mm512_setzero_ps();
-  for (int64_t c = 0; c < Ci; c++) {
-    __m512 x[3];
-#pragma GCC unroll 3
-    for (int v = 0; v < nv; v++) x[v] = _mm512_load_ps(U + c * Ts + v * WV);
-#pragma GCC unroll 8
-    for (int k = 0; k < nk; k++) {
-      const __m512 b = _mm512_set1_ps(V[c * Kp + k]);
-#pragma GCC unroll 3
-      for (int v = 0; v < nv; v++) acc[k][v] = _mm512_fmadd_ps(b, x[v], acc[k][v]);
-    }
-  }
-#pragma GCC unroll 8
-  for (int k = 0; k < nk; k++)
-#pragma GCC unroll 3
-    for (int v = 0; v < nv; v++) _mm512_store_ps(M + k * Ts + v * WV, acc[k][v]);
-}
-
-typedef void (*wtile_fn)(float *restrict M, const float *restrict U, const float *restrict V, int64_t Ci, int64_t Kp,
-                         int64_t Ts);
-#define WTILE(name, nv)                                                                                        \
-  static void name(float *restrict M, const float *restrict U, const float *restrict V, int64_t Ci, int64_t Kp, \
-                   int64_t Ts) {                                                                               \
-    wtile(M, U, V, Ci, Kp, Ts, WK, nv);                                                                        \
-  }
-WTILE(wtile_v3, 3)
-WTILE(wtile_v2, 2)
-WTILE(wtile_v1, 1)
-static const wtile_fn wtiles[4] = {NULL, wtile_v1, wtile_v2, wtile_v3};
 
 /* M[xi] = V[xi] U[xi] for the chunk's nt tiles */
 static void products(float *restrict M, const float *restrict U, const float *restrict V, const wgeom *g, int64_t nt) {
@@ -398,21 +322,6 @@ static void products(float *restrict M, const float *restrict U, const float *re
   }
 }
 
-typedef struct {
-  const float *bias;     /* [Co] or NULL */
-  const float *residual; /* [N, Co, P] or NULL */
-  int relu;
-  float *stats; /* [N, Co, 2] or NULL */
-} wepi;
-
-/* + bias, + residual (its lanes in keep), then max(., 0) as v < 0 ? 0 : v (a NaN stays NaN) */
-static inline __attribute__((always_inline)) __m512 wepilogue(__m512 y, const wepi *e, int64_t k, const float *res,
-                                                              __mmask16 keep) {
-  if (e->bias) y = _mm512_add_ps(y, _mm512_set1_ps(e->bias[k]));
-  if (res) y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(keep, res));
-  if (e->relu) y = _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
-  return y;
-}
 
 /* A^T M A for one vector of tiles: y[a][b] is output row 2th + a, column 2tw + b of each
  * lane's tile, from x[xi] = M[xi] */
@@ -611,7 +520,7 @@ static void dout_transform(float *restrict E, const float *restrict dout, const 
   const int64_t K = g->Kp, TH = g->TH, TW = g->TW, Ts = g->Ts, xs = g->ms, nt = (g1 - g0) * TW;
   const __m512i ie = idx_even(), io = idx_odd();
   const __m512 half = _mm512_set1_ps(0.5f);
-  zero_tails(E, K, xs, Ts, nt);
+  zero_tails(E, 16, K, xs, Ts, nt);
   if (packed(g)) {
     dout_transform_packed(E, dout, g, g0, g1);
     return;
@@ -649,40 +558,6 @@ static void dout_transform(float *restrict E, const float *restrict dout, const 
   }
 }
 
-/* r[i] = the sum of v[i]'s 16 lanes, for 16 vectors, in a fixed order */
-static inline __attribute__((always_inline)) __m512 hsum16(const __m512 v[16]) {
-  __m512 a[8], b[4], c[2];
-  for (int i = 0; i < 8; i++) /* per 128-bit lane: [v2i, v2i+1, v2i, v2i+1] partials */
-    a[i] = _mm512_add_ps(_mm512_unpacklo_ps(v[2 * i], v[2 * i + 1]), _mm512_unpackhi_ps(v[2 * i], v[2 * i + 1]));
-  for (int i = 0; i < 4; i++) { /* per 128-bit lane: [v4i .. v4i+3] partials */
-    const __m512d x = _mm512_castps_pd(a[2 * i]), y = _mm512_castps_pd(a[2 * i + 1]);
-    b[i] = _mm512_add_ps(_mm512_castpd_ps(_mm512_unpacklo_pd(x, y)), _mm512_castpd_ps(_mm512_unpackhi_pd(x, y)));
-  }
-  for (int i = 0; i < 2; i++)
-    c[i] = _mm512_add_ps(_mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(2, 0, 2, 0)),
-                         _mm512_shuffle_f32x4(b[2 * i], b[2 * i + 1], _MM_SHUFFLE(3, 1, 3, 1)));
-  return _mm512_add_ps(_mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(2, 0, 2, 0)),
-                       _mm512_shuffle_f32x4(c[0], c[1], _MM_SHUFFLE(3, 1, 3, 1)));
-}
-
-/* mw[(k%4)*4 + c%4] += sum over nvec vectors of tiles of E[k][.] U[c][.], 4 k x 4 c (E at
- * the block's first k, U at its first c) */
-static void wg_tile(float *restrict mw, const float *restrict E, const float *restrict U, int64_t Ts, int64_t nvec) {
-  __m512 acc[16];
-  for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
-  for (int64_t v = 0; v < nvec; v++) {
-    __m512 e[4], u[4];
-    for (int i = 0; i < 4; i++) {
-      e[i] = _mm512_load_ps(E + i * Ts + v * WV), u[i] = _mm512_load_ps(U + i * Ts + v * WV);
-      /* in registers: GCC otherwise folds each of the 16 uses into its FMA as a memory
-       * operand (20 loads per 16 FMAs instead of 8: the loop ran at a third of its rate) */
-      __asm__("" : "+v"(e[i]), "+v"(u[i]));
-    }
-    for (int k = 0; k < 4; k++)
-      for (int c = 0; c < 4; c++) acc[k * 4 + c] = _mm512_fmadd_ps(e[k], u[c], acc[k * 4 + c]);
-  }
-  _mm512_store_ps(mw, _mm512_add_ps(_mm512_load_ps(mw), hsum16(acc)));
-}
 
 typedef struct {
   const float *dout, *inp;

@@ -28,4 +28,29 @@ int sf_conv2d_winograd_wgrad_ok(int64_t C, int64_t K, int64_t H, int64_t W);
 void sf_conv2d_winograd_wgrad_scratch(int64_t C, int64_t K, int64_t H, int64_t W, int64_t *n1, int64_t *n2);
 int sf_conv2d_winograd_wgrad(float **partial, int parts, const float *dout, const float *inp, int64_t N, int64_t C,
                              int64_t K, int64_t H, int64_t W);
+/* The stride-2 3x3 pad-1 convolution by Winograd's F(2, 2) on its phases
+ * (conv2d_winograd_s2.c): the forward, the input gradient and the weight gradient of an
+ * input plane H x W (output ceil(H/2) x ceil(W/2)), C input and K output channels. */
+int sf_conv2d_winograd_s2_ok(int64_t C, int64_t K, int64_t H, int64_t W);
+/* ... the weight gradient's (channels in multiples of 4 as well) */
+int sf_conv2d_winograd_s2_wgrad_ok(int64_t C, int64_t K, int64_t H, int64_t W);
+/* floats of the transformed weights: Ci the products' reduction channels (C forward, K
+ * input gradient), Co the others */
+int64_t sf_conv2d_winograd_s2_wfloats(int64_t Ci, int64_t Co);
+/* floats of sf_scratch and sf_scratch2 every part's thread needs: kernel 0 the forward, 1
+ * the input gradient, 2 the weight gradient */
+void sf_conv2d_winograd_s2_scratch(int kernel, int64_t C, int64_t K, int64_t H, int64_t W, int64_t *n1,
+                                   int64_t *n2);
+/* out[N,Co,OH,OW] from in[N,Ci,H,W], the rest as sf_conv2d_winograd_run */
+void sf_conv2d_winograd_s2_run(float *out, const float *in, const float *wp, float *vw, int64_t N, int64_t Ci,
+                               int64_t Co, int64_t H, int64_t W, const float *bias, const float *residual, int relu,
+                               float *stats, int parts);
+/* dinp[N,C,H,W] from dout[N,K,OH,OW]; wpf[((k*3 + r)*3 + s)*C + c] = weight[k][c][2-r][2-s]
+ * (the flipped kernel); vw: room for sf_conv2d_winograd_s2_wfloats(K, C) floats */
+void sf_conv2d_winograd_s2_backward_input(float *dinp, const float *dout, const float *wpf, float *vw, int64_t N,
+                                          int64_t K, int64_t C, int64_t H, int64_t W, int parts);
+/* partial[p] [K*C*9]: part p's sum of the weight gradient over its images (in its
+ * thread's sf_scratch2); -1 when a part's scratch cannot be allocated */
+int sf_conv2d_winograd_s2_wgrad(float **partial, int parts, const float *dout, const float *inp, int64_t N,
+                                int64_t C, int64_t K, int64_t H, int64_t W);
 #endif
