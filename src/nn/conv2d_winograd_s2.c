@@ -122,17 +122,24 @@ static void wg_geom(sgeom *g, int64_t C, int64_t K, int64_t H, int64_t W) {
   sgeom_init(g, C, K, K, H, W, tiles, WV);
 }
 
-/* Taken where the 2x2 tiles' padding (odd output sides) leaves at least a fifth of the
- * multiplies saved: 25 per tile against 9 per output, 25 * 4 TH TW <= 0.8 * 9 OH OW. So
- * 14x14, 16x16 and 8x8 outputs take it and 7x7 (16 tiles for 49 outputs) does not. */
-int sf_conv2d_winograd_s2_ok(int64_t C, int64_t K, int64_t H, int64_t W) {
+/* The forward and input gradient are taken where the 2x2 tiles' padding (odd output sides)
+ * leaves at least a fifth of the multiplies saved: 25 per tile against 9 per output,
+ * 25 TH TW <= 0.8 * 9 OH OW. So 14x14, 16x16 and 8x8 outputs take them, and 7x7 (16
+ * tiles for 49 outputs: 0.91 of the multiplies) keeps the masked direct tiles, which ran as
+ * fast there (64 -> 128 channels, batch 128: 94 GFLOP/s both). */
+static int s2_geom_ok(int64_t C, int64_t K, int64_t H, int64_t W, int64_t num, int64_t den) {
   const int64_t OH = (H + 1) / 2, OW = (W + 1) / 2, TH = (OH + 1) / 2, TW = (OW + 1) / 2;
   return sf_conv2d_winograd_enable(-1) && C >= 16 && K >= 16 && H >= 1 && W >= 1 &&
-         1000 * TH * TW <= 288 * OH * OW;
+         25 * den * TH * TW <= num * 9 * OH * OW;
 }
 
+int sf_conv2d_winograd_s2_ok(int64_t C, int64_t K, int64_t H, int64_t W) { return s2_geom_ok(C, K, H, W, 4, 5); }
+
+/* The weight gradient wherever it saves multiplies at all: its direct alternatives ran at
+ * 70 GFLOP/s (masked rows; im2col + sgemm past 64 output channels) against Winograd's 96
+ * on the 7x7 output (64 -> 128 channels, batch 128, one thread). */
 int sf_conv2d_winograd_s2_wgrad_ok(int64_t C, int64_t K, int64_t H, int64_t W) {
-  return sf_conv2d_winograd_s2_ok(C, K, H, W) && C % 4 == 0 && K % 4 == 0;
+  return s2_geom_ok(C, K, H, W, 1, 1) && C % 4 == 0 && K % 4 == 0;
 }
 
 int64_t sf_conv2d_winograd_s2_wfloats(int64_t Ci, int64_t Co) { return 25 * Ci * kpad(Co); }
