@@ -251,11 +251,9 @@ function TestConv2d:test_cases_cover_every_path()
   p = K.conv2d_path({128, 16, 32, 32}, {32, 16, 3, 3}, 2, 1)
   local w2 = masked and "winograd-phase" or "direct-phase"
   lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {w2, w2, masked and w2 or "direct"})
-  -- a 7x7 output (its 2x2 tiles padded by a third) stays on the direct phases, but for
-  -- the weight gradient
+  -- the small CNN's 7x7 output (its 2x2 tiles padded by a third) too
   p = K.conv2d_path({128, 64, 14, 14}, {128, 64, 3, 3}, 2, 1)
-  local d2 = masked and "direct-masked-phase" or "direct-phase"
-  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {d2, d2, masked and w2 or "im2col"})
+  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {w2, w2, masked and w2 or "im2col"})
   lu.assertErrorMsgContains("conv2d_path: input has 3 channels but the weight expects 4", K.conv2d_path,
     {1, 3, 8, 8}, {2, 4, 3, 3})
   lu.assertErrorMsgContains("conv2d_path: argument #2 (weight) is", K.conv2d_path, {1, 3, 8, 8}, "w")
@@ -869,9 +867,8 @@ end
 -- epilogue and statistics, input gradient and weight gradient agree with the masked direct
 -- sums to rounding, on 2x2 output tiles cut at odd sides, rows of more than 8 tiles (the
 -- transforms' step), channels that do not fill the register tiles, chunks spanning images;
--- the forward and input gradient the same bits at 1 and 2 threads. A 7x7 output (tiles
--- padded by a third) keeps the direct path for them, and takes Winograd for the weight
--- gradient.
+-- the forward and input gradient the same bits at 1 and 2 threads. A 3x3 output (4 tiles
+-- for 9 outputs: more multiplies than the direct sum) keeps the direct path.
 function TestConv2d:test_winograd_phase_matches_direct()
   if sf.simd ~= "avx512" then
     lu.assertEquals(K.conv2d_path({2, 16, 28, 28}, {16, 16, 3, 3}, 2, 1).forward, "direct-phase")
@@ -880,7 +877,8 @@ function TestConv2d:test_winograd_phase_matches_direct()
   local rng = sf.rng(36)
   local geoms = {{2, 16, 28, 28, 16}, {3, 16, 32, 32, 32}, {2, 16, 16, 16, 20}, {2, 20, 27, 25, 16},
                  {1, 16, 8, 70, 16}, {9, 17, 12, 12, 33}, {5, 64, 16, 16, 64}, {40, 16, 8, 8, 16},
-                 {2, 16, 4, 30, 16}, {3, 32, 15, 16, 16}, {2, 64, 14, 14, 64}}
+                 {2, 16, 4, 30, 16}, {3, 32, 15, 16, 16}, {2, 64, 14, 14, 64}, {3, 64, 28, 28, 64},
+                 {2, 16, 6, 5, 16}}
   local n0 = sf.threads()
   for _, gm in ipairs(geoms) do
     local xs, ws = {gm[1], gm[2], gm[3], gm[4]}, {gm[5], gm[2], 3, 3}
@@ -888,7 +886,7 @@ function TestConv2d:test_winograd_phase_matches_direct()
     local x, w, b = randn(xs, rng), randn(ws, rng), randn({gm[5]}, rng)
     local res, g = randn(ys, rng), randn(ys, rng)
     local tag = table.concat(xs, "x") .. " -> " .. gm[5] .. " stride 2"
-    local taken = not (ys[3] == 7 and ys[4] == 7)
+    local taken = not (ys[3] == 3 and ys[4] == 3)
     local r = {}
     for _, mode in ipairs{"direct", "w1", "w2"} do
       local was = K.conv2d_winograd(mode ~= "direct")
@@ -896,7 +894,7 @@ function TestConv2d:test_winograd_phase_matches_direct()
       local ok, err = pcall(function()
         local p = K.conv2d_path(xs, ws, 2, 1)
         local want = (mode == "direct" or not taken) and "direct-masked-phase" or "winograd-phase"
-        local ww = (mode ~= "direct" and gm[2] % 4 == 0 and gm[5] % 4 == 0) and "winograd-phase" or "direct-masked-phase"
+        local ww = (gm[2] % 4 == 0 and gm[5] % 4 == 0) and want or "direct-masked-phase"
         lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {want, want, ww}, tag)
         local o, st = K.conv2d_forward(x, w, b, 2, 1, nil, nil, nil, true)
         r[mode] = {o = o, st = st, ep = K.conv2d_forward(x, w, b, 2, 1, nil, true, res),

@@ -49,7 +49,10 @@
 #if defined(__AVX512F__) && defined(__GNUC__)
 #include "conv2d_winograd_kern.h"
 
-#define SBUDGET (128 * 1024) /* floats of X and M per chunk (the forward's, the input gradient's) */
+/* floats of X and M per chunk (the forward's, the input gradient's): 2 MB, twice the L2 of
+ * the cores this targets, yet faster than 512 kB (32 -> 64 channels, 28x28 -> 14x14, batch
+ * 128, one thread: forward 8.5 -> 7.9 ms; 256 kB 9.6, 4 MB 8.1) */
+#define SBUDGET (512 * 1024)
 #define SG_TILES 256         /* the weight gradient's tiles per chunk (as WG_TILES) */
 #define SB 8                 /* tiles of a row each transform step handles */
 
@@ -122,24 +125,18 @@ static void wg_geom(sgeom *g, int64_t C, int64_t K, int64_t H, int64_t W) {
   sgeom_init(g, C, K, K, H, W, tiles, WV);
 }
 
-/* The forward and input gradient are taken where the 2x2 tiles' padding (odd output sides)
- * leaves at least a fifth of the multiplies saved: 25 per tile against 9 per output,
- * 25 TH TW <= 0.8 * 9 OH OW. So 14x14, 16x16 and 8x8 outputs take them, and 7x7 (16
- * tiles for 49 outputs: 0.91 of the multiplies) keeps the masked direct tiles, which ran as
- * fast there (64 -> 128 channels, batch 128: 94 GFLOP/s both). */
-static int s2_geom_ok(int64_t C, int64_t K, int64_t H, int64_t W, int64_t num, int64_t den) {
+/* Taken wherever the 2x2 tiles, padded on odd output sides, still save multiplies: 25 per
+ * tile against 9 per output, 25 TH TW <= 9 OH OW. The 7x7 output (16 tiles for 49 outputs:
+ * 0.91 of the multiplies) takes it too: 64 -> 128 channels, batch 128, one thread, 104-106
+ * GFLOP/s against the masked direct tiles' 94 (forward, input gradient) and 99 (weight
+ * gradient by masked rows; im2col + sgemm past 64 output channels: 71). */
+int sf_conv2d_winograd_s2_ok(int64_t C, int64_t K, int64_t H, int64_t W) {
   const int64_t OH = (H + 1) / 2, OW = (W + 1) / 2, TH = (OH + 1) / 2, TW = (OW + 1) / 2;
-  return sf_conv2d_winograd_enable(-1) && C >= 16 && K >= 16 && H >= 1 && W >= 1 &&
-         25 * den * TH * TW <= num * 9 * OH * OW;
+  return sf_conv2d_winograd_enable(-1) && C >= 16 && K >= 16 && H >= 1 && W >= 1 && 25 * TH * TW <= 9 * OH * OW;
 }
 
-int sf_conv2d_winograd_s2_ok(int64_t C, int64_t K, int64_t H, int64_t W) { return s2_geom_ok(C, K, H, W, 4, 5); }
-
-/* The weight gradient wherever it saves multiplies at all: its direct alternatives ran at
- * 70 GFLOP/s (masked rows; im2col + sgemm past 64 output channels) against Winograd's 96
- * on the 7x7 output (64 -> 128 channels, batch 128, one thread). */
 int sf_conv2d_winograd_s2_wgrad_ok(int64_t C, int64_t K, int64_t H, int64_t W) {
-  return s2_geom_ok(C, K, H, W, 1, 1) && C % 4 == 0 && K % 4 == 0;
+  return sf_conv2d_winograd_s2_ok(C, K, H, W) && C % 4 == 0 && K % 4 == 0;
 }
 
 int64_t sf_conv2d_winograd_s2_wfloats(int64_t Ci, int64_t Co) { return 25 * Ci * kpad(Co); }
@@ -194,35 +191,85 @@ static inline __attribute__((always_inline)) void prefetch_span(const float *pla
     for (int64_t c = c0; c < c1; c += 16) _mm_prefetch((const char *)(plane + h * Wp + c), _MM_HINT_T0);
 }
 
-/* ---- the forward's input transform (also the weight gradient's) ---- */
+/* ---- vectors of tiles ----
+ * The transforms work on vectors of tiles. Planes of at most 8 tiles a row (inputs of up to
+ * 32 columns: the CIFAR and MNIST layers) put R = 2 rows of tiles in a vector, 4 when at
+ * most 4 tiles a row: lane l is tile (r, tw) = (l / TW, l % TW) of R consecutive rows of
+ * tiles of an image, and a step of the transforms covers them all. Wider planes go in steps
+ * of SB tiles of one row (R = 1). */
+static int pack_rows(const sgeom *g) { return g->TW <= 4 ? 4 : g->TW <= 8 ? 2 : 1; }
+static int64_t pack_step(const sgeom *g) { return pack_rows(g) > 1 ? g->TW : SB; }
 
-typedef struct {
-  __m512i idx[5];   /* lane l: column 4l - 1 + j of the 32 loaded from 4 tw0 (lane 0 of j = 0: none) */
-  __mmask16 m0, m1; /* the 32 columns inside the plane */
-} s2cols;
-
-static void s2cols_init(s2cols *sc, const sgeom *g, int64_t tw0) {
-  for (int j = 0; j < 5; j++) {
-    int ix[WV];
-    for (int l = 0; l < WV; l++) ix[l] = l < SB && 4 * l - 1 + j >= 0 ? 4 * l - 1 + j : 0;
-    sc->idx[j] = _mm512_loadu_si512(ix);
-  }
-  sc->m0 = col_mask(4 * tw0, g->W), sc->m1 = col_mask(4 * tw0 + WV, g->W);
+/* the rows of tiles from gg in one step: up to R, within the image and the chunk */
+static inline int64_t group_rows(const sgeom *g, int R, int64_t gg, int64_t g1) {
+  int64_t n = R, th = gg % g->TH;
+  if (n > g1 - gg) n = g1 - gg;
+  if (n > g->TH - th) n = g->TH - th;
+  return n;
 }
 
-/* the column transform (d Bs) of the tiles tw0 .. tw0 + 7 along input row h of plane */
-static inline __attribute__((always_inline)) void in_row(__m512 r[5], const float *plane, int64_t h, const sgeom *g,
-                                                         int64_t tw0, const s2cols *sc) {
-  if (h < 0 || h >= g->H) {
-    r[0] = r[1] = r[2] = r[3] = r[4] = _mm512_setzero_ps();
-    return;
+/* ---- the forward's input transform (also the weight gradient's) ---- */
+
+/* A step's input columns: at each vertical position of the patches, the R input rows (one
+ * per row of tiles) are loaded into two pairs of vectors, the lanes' columns picked out of
+ * each pair by one permute and the two merged by lane. R = 1: the row's 32 columns from
+ * 4 tw0 (and column 4 tw0 - 1 for lane 0); R = 2: each row's 32 columns, a pair each; R = 4:
+ * rows of at most 16 columns, two to a pair. */
+typedef struct {
+  int R;
+  int64_t tw0, nb;  /* the step's first tile of a row, tiles of a row per vector */
+  __m512i idx[5];   /* lane l: its column 4 tw - 1 + j within its pair */
+  __mmask16 cm[5];  /* ... where that column is inside the plane (and the pair) */
+  __mmask16 hi;     /* the lanes from the second pair */
+  __mmask16 m0, m1; /* the row loads' columns inside the plane */
+} incols;
+
+static void incols_init(incols *ic, const sgeom *g, int64_t tw0) {
+  const int R = pack_rows(g);
+  ic->R = R, ic->tw0 = tw0, ic->nb = R > 1 ? g->TW : g->TW - tw0 < SB ? g->TW - tw0 : SB;
+  unsigned hi = 0;
+  for (int j = 0; j < 5; j++) {
+    int ix[WV];
+    unsigned cm = 0;
+    for (int l = 0; l < WV; l++) {
+      const int64_t r = l / ic->nb, col = 4 * (tw0 + l % ic->nb) - 1 + j;
+      const int ok = r < R && col >= 4 * tw0 && col < g->W;
+      ix[l] = ok ? (int)((R == 4 ? (r & 1) * WV : 0) + col - 4 * tw0) : 0;
+      if (ok) cm |= 1u << l;
+      if (j == 0 && r < R && r >= (R == 4 ? 2 : 1)) hi |= 1u << l;
+    }
+    ic->idx[j] = _mm512_loadu_si512(ix), ic->cm[j] = (__mmask16)cm;
   }
-  const float *p = plane + h * g->W + 4 * tw0;
-  const __m512 a0 = _mm512_maskz_loadu_ps(sc->m0, p), a1 = _mm512_maskz_loadu_ps(sc->m1, p + WV);
+  ic->hi = (__mmask16)hi;
+  ic->m0 = col_mask(4 * tw0, g->W), ic->m1 = col_mask(4 * tw0 + WV, g->W);
+}
+
+/* the column transforms (d Bs) of every lane's tile at vertical position i of the patches
+ * of the n rows of tiles from th */
+static inline __attribute__((always_inline)) void in_cols(__m512 r[5], const float *plane, const sgeom *g,
+                                                          const incols *ic, int64_t th, int64_t n, int i) {
+  const int R = ic->R;
+  __m512 z[4];
+  for (int q = 0; q < R; q++) {
+    const int64_t h = 4 * (th + q) - 1 + i;
+    const int ok = q < n && h >= 0 && h < g->H;
+    const float *p = plane + h * g->W + 4 * ic->tw0;
+    if (R == 4) {
+      z[q] = ok ? _mm512_maskz_loadu_ps(ic->m0, p) : _mm512_setzero_ps();
+    } else {
+      z[2 * q] = ok ? _mm512_maskz_loadu_ps(ic->m0, p) : _mm512_setzero_ps();
+      z[2 * q + 1] = ok ? _mm512_maskz_loadu_ps(ic->m1, p + WV) : _mm512_setzero_ps();
+    }
+  }
   __m512 d[5];
-  d[0] = _mm512_maskz_permutex2var_ps((__mmask16)0xFFFE, a0, sc->idx[0], a1);
-  if (tw0 > 0) d[0] = _mm512_mask_mov_ps(d[0], 1, _mm512_set1_ps(p[-1])); /* column 4 tw0 - 1 */
-  for (int j = 1; j < 5; j++) d[j] = _mm512_permutex2var_ps(a0, sc->idx[j], a1);
+  for (int j = 0; j < 5; j++) {
+    d[j] = _mm512_maskz_permutex2var_ps(ic->cm[j], z[0], ic->idx[j], z[1]);
+    if (R > 1 && n > R / 2)
+      d[j] = _mm512_mask_blend_ps(ic->hi, d[j], _mm512_maskz_permutex2var_ps(ic->cm[j], z[2], ic->idx[j], z[3]));
+  }
+  const int64_t h = 4 * th - 1 + i;
+  if (R == 1 && ic->tw0 > 0 && h >= 0 && h < g->H) /* lane 0's column 4 tw0 - 1 */
+    d[0] = _mm512_mask_mov_ps(d[0], 1, _mm512_set1_ps(plane[h * g->W + 4 * ic->tw0 - 1]));
   r[0] = _mm512_sub_ps(d[0], d[2]);
   r[1] = d[2];
   r[2] = _mm512_sub_ps(d[4], d[2]);
@@ -234,26 +281,20 @@ static inline __attribute__((always_inline)) void in_row(__m512 r[5], const floa
  * n*TH + th, for the chunk's rows of tiles [g0, g1); lanes past its tiles zeroed */
 static void input_transform(float *restrict X, const float *restrict in, const sgeom *g, int64_t g0, int64_t g1) {
   const int64_t Ci = g->Ci, TH = g->TH, TW = g->TW, Ts = g->Ts, xs = g->xs, P = g->H * g->W;
+  const int R = pack_rows(g);
   zero_tails(X, 25, Ci, xs, Ts, (g1 - g0) * TW);
-  for (int64_t tw0 = 0; tw0 < TW; tw0 += SB) {
-    const __mmask16 st = lane_mask(TW - tw0 < SB ? TW - tw0 : SB);
-    s2cols sc;
-    s2cols_init(&sc, g, tw0);
-    for (int64_t c = 0; c < Ci; c++) {
-      __m512 r[5][5]; /* the column transforms of input rows 4th-1 .. 4th+3 */
-      for (int i = 0; i < 5; i++)
-        for (int j = 0; j < 5; j++) r[i][j] = _mm512_setzero_ps();
-      for (int64_t gg = g0; gg < g1; gg++) {
-        const int64_t n = gg / TH, th = gg % TH;
-        const float *plane = in + (n * Ci + c) * P;
-        const int reuse = gg > g0 && th > 0; /* the previous row of tiles' last row is this one's first */
-        if (reuse)
-          for (int j = 0; j < 5; j++) r[0][j] = r[4][j];
-        else
-          in_row(r[0], plane, 4 * th - 1, g, tw0, &sc);
+  for (int64_t tw0 = 0; tw0 < TW; tw0 += pack_step(g)) {
+    incols ic;
+    incols_init(&ic, g, tw0);
+    for (int64_t c = 0; c < Ci; c++)
+      for (int64_t gg = g0; gg < g1;) {
+        const int64_t n = group_rows(g, R, gg, g1), th = gg % TH;
+        const float *plane = in + ((gg / TH) * Ci + c) * P;
         if (c + 1 < Ci) /* the rows the next channel reads here, a channel's sweep ahead */
-          prefetch_span(plane + P, 4 * th - (reuse ? 0 : 1), 4 * th + 3, g->H, g->W, 4 * tw0 - 1);
-        for (int i = 1; i < 5; i++) in_row(r[i], plane, 4 * th - 1 + i, g, tw0, &sc);
+          prefetch_span(plane + P, 4 * th - 1, 4 * (th + n) - 1, g->H, g->W, 4 * tw0 - 1);
+        __m512 r[5][5]; /* the column transforms at vertical positions 0 .. 4 */
+        for (int i = 0; i < 5; i++) in_cols(r[i], plane, g, &ic, th, n, i);
+        const __mmask16 st = lane_mask(n * ic.nb);
         float *x = X + c * Ts + (gg - g0) * TW + tw0;
         for (int b = 0; b < 5; b++) {
           store_lanes(x + (0 * 5 + b) * xs, st, _mm512_sub_ps(r[0][b], r[2][b]));
@@ -262,8 +303,8 @@ static void input_transform(float *restrict X, const float *restrict in, const s
           store_lanes(x + (3 * 5 + b) * xs, st, _mm512_sub_ps(r[1][b], r[3][b]));
           store_lanes(x + (4 * 5 + b) * xs, st, r[3][b]);
         }
+        gg += n;
       }
-    }
   }
 }
 
@@ -329,17 +370,25 @@ static void fwd_products(float *restrict M, const float *restrict X, const float
 }
 
 /* out rows 2th, 2th+1 of the chunk's tiles = A^T M A ([M0 + M1, M1 + M2] each way), with
- * the epilogue */
+ * the epilogue; lane r*nb + tw's two columns go to output row 2(th + r) + a by one permute */
 static void fwd_output_transform(float *restrict out, const float *restrict M, const sgeom *g, int64_t g0,
                                  int64_t g1, const wepi *e) {
   const int64_t Co = g->Co, TH = g->TH, TW = g->TW, Ts = g->Ts, OW = g->OW, P = g->OH * g->OW;
-  const __m512i il = idx_lo();
-  for (int64_t tw0 = 0; tw0 < TW; tw0 += SB) {
-    const __mmask16 ld = lane_mask(TW - tw0 < SB ? TW - tw0 : SB), keep = col_mask(2 * tw0, OW);
+  const int R = pack_rows(g);
+  for (int64_t tw0 = 0; tw0 < TW; tw0 += pack_step(g)) {
+    const int64_t nb = R > 1 ? TW : TW - tw0 < SB ? TW - tw0 : SB;
+    const __mmask16 keep = col_mask(2 * tw0, OW);
+    __m512i oidx[4]; /* row of tiles r: output column 2 tw + b from lane r*nb + tw of y_b */
+    for (int r = 0; r < R; r++) {
+      int ix[WV];
+      for (int m = 0; m < WV; m++) ix[m] = (m & 1 ? WV : 0) + (m / 2 < nb ? r * (int)nb + m / 2 : 0);
+      oidx[r] = _mm512_loadu_si512(ix);
+    }
     for (int64_t k = 0; k < Co; k++)
-      for (int64_t gg = g0; gg < g1; gg++) {
-        const int64_t n = gg / TH, th = gg % TH;
+      for (int64_t gg = g0; gg < g1;) {
+        const int64_t n = group_rows(g, R, gg, g1), th = gg % TH;
         const float *m = M + k * Ts + (gg - g0) * TW + tw0;
+        const __mmask16 ld = lane_mask(n * nb);
         __m512 x[9], t[2][3];
         for (int q = 0; q < 9; q++) x[q] = _mm512_maskz_loadu_ps(ld, m + q * g->ms);
         for (int b = 0; b < 3; b++) {
@@ -347,13 +396,16 @@ static void fwd_output_transform(float *restrict out, const float *restrict M, c
           t[1][b] = _mm512_add_ps(x[3 + b], x[6 + b]);
         }
         for (int a = 0; a < 2; a++) {
-          const int64_t oh = 2 * th + a;
-          if (oh >= g->OH) break;
           const __m512 y0 = _mm512_add_ps(t[a][0], t[a][1]), y1 = _mm512_add_ps(t[a][1], t[a][2]);
-          const int64_t at = (n * Co + k) * P + oh * OW + 2 * tw0;
-          const __m512 v = _mm512_permutex2var_ps(y0, il, y1);
-          _mm512_mask_storeu_ps(out + at, keep, wepilogue(v, e, k, e->residual ? e->residual + at : NULL, keep));
+          for (int64_t r = 0; r < n; r++) {
+            const int64_t oh = 2 * (th + r) + a;
+            if (oh >= g->OH) break;
+            const int64_t at = ((gg / TH) * Co + k) * P + oh * OW + 2 * tw0;
+            const __m512 v = _mm512_permutex2var_ps(y0, oidx[r], y1);
+            _mm512_mask_storeu_ps(out + at, keep, wepilogue(v, e, k, e->residual ? e->residual + at : NULL, keep));
+          }
         }
+        gg += n;
       }
   }
 }
@@ -398,64 +450,94 @@ void sf_conv2d_winograd_s2_run(float *out, const float *in, const float *wp, flo
   sf_parallel_for(parts, N, fwd_part, &d);
 }
 
-/* ---- the input gradient ---- */
+/* ---- the output gradient's transforms (input gradient and weight gradient) ----
+ * A step loads the rows of the output gradient its lanes read into a pair of vectors: R = 1:
+ * a row's 32 columns from 2 tw0; R = 2: rows of at most 16 columns, two to the pair; R = 4:
+ * rows of at most 8, four to the pair. Lane l picks its tile's column 2 tw + j out of slot r
+ * of the pair by one permute. */
+typedef struct {
+  int R;
+  int64_t tw0, nb;  /* the step's first tile of a row, tiles of a row per vector */
+  __m512i idx[3];   /* lane l: its column 2 tw + j within the pair */
+  __mmask16 cm[3];  /* ... where that column is inside the plane */
+  __mmask16 m0, m1; /* R = 1: the row loads' columns inside the plane */
+} dcols;
 
-/* the column transform [e0 - e1, e1, e2 - e1] of the tiles tw0 .. tw0 + 7 along output
- * gradient row h (columns 2tw .. 2tw + 2) */
-static inline __attribute__((always_inline)) void dout_row(__m512 r[3], const float *plane, int64_t h,
-                                                           const sgeom *g, int64_t tw0, const __m512i idx[3],
-                                                           __mmask16 m0, __mmask16 m1) {
-  if (h >= g->OH) {
-    r[0] = r[1] = r[2] = _mm512_setzero_ps();
-    return;
+static void dcols_init(dcols *dc, const sgeom *g, int64_t tw0) {
+  const int R = pack_rows(g), S = R == 1 ? 0 : 32 / R;
+  dc->R = R, dc->tw0 = tw0, dc->nb = R > 1 ? g->TW : g->TW - tw0 < SB ? g->TW - tw0 : SB;
+  for (int j = 0; j < 3; j++) {
+    int ix[WV];
+    unsigned cm = 0;
+    for (int l = 0; l < WV; l++) {
+      const int64_t r = l / dc->nb, col = 2 * (tw0 + l % dc->nb) + j;
+      const int ok = r < R && col < g->OW;
+      ix[l] = ok ? (int)(S * r + col - 2 * tw0) : 0;
+      if (ok) cm |= 1u << l;
+    }
+    dc->idx[j] = _mm512_loadu_si512(ix), dc->cm[j] = (__mmask16)cm;
   }
-  const float *p = plane + h * g->OW + 2 * tw0;
-  const __m512 a0 = _mm512_maskz_loadu_ps(m0, p), a1 = _mm512_maskz_loadu_ps(m1, p + WV);
-  const __m512 e0 = _mm512_permutex2var_ps(a0, idx[0], a1), e1 = _mm512_permutex2var_ps(a0, idx[1], a1),
-               e2 = _mm512_permutex2var_ps(a0, idx[2], a1);
-  r[0] = _mm512_sub_ps(e0, e1);
-  r[1] = e1;
-  r[2] = _mm512_sub_ps(e2, e1);
+  dc->m0 = col_mask(2 * tw0, g->OW), dc->m1 = col_mask(2 * tw0 + WV, g->OW);
 }
 
+/* rows h[q] of plane (q < R; none where q >= n or h[q] >= OH) into the pair z */
+static inline __attribute__((always_inline)) void dout_rows(__m512 z[2], const float *plane, const sgeom *g,
+                                                            const dcols *dc, const int64_t h[4], int64_t n) {
+  const int64_t OW = g->OW;
+  if (dc->R == 1) {
+    const float *p = plane + h[0] * OW + 2 * dc->tw0;
+    z[0] = h[0] < g->OH ? _mm512_maskz_loadu_ps(dc->m0, p) : _mm512_setzero_ps();
+    z[1] = h[0] < g->OH ? _mm512_maskz_loadu_ps(dc->m1, p + WV) : _mm512_setzero_ps();
+  } else if (dc->R == 2) {
+    for (int q = 0; q < 2; q++)
+      z[q] = q < n && h[q] < g->OH ? _mm512_maskz_loadu_ps(dc->m0, plane + h[q] * OW) : _mm512_setzero_ps();
+  } else {
+    const __mmask8 m = (__mmask8)dc->m0;
+    __m256 y[4];
+    for (int q = 0; q < 4; q++)
+      y[q] = q < n && h[q] < g->OH ? _mm256_maskz_loadu_ps(m, plane + h[q] * OW) : _mm256_setzero_ps();
+    z[0] = _mm512_insertf32x8(_mm512_castps256_ps512(y[0]), y[1], 1);
+    z[1] = _mm512_insertf32x8(_mm512_castps256_ps512(y[2]), y[3], 1);
+  }
+}
+
+/* ---- the input gradient ---- */
+
 /* X[qa*3 + qb][k][(gg - g0)*TW + tw] = the transform of the output gradient's 3x3 patch
- * (rows 2th .. 2th+2, columns 2tw .. 2tw+2) of tile (th, tw), lanes past the tiles zeroed */
+ * (rows 2th .. 2th+2, columns 2tw .. 2tw+2) of tile (th, tw): [e0 - e1, e1, e2 - e1] each
+ * way; lanes past the tiles zeroed */
 static void bwd_input_transform(float *restrict X, const float *restrict dout, const sgeom *g, int64_t g0,
                                 int64_t g1) {
   const int64_t K = g->Ci, TH = g->TH, TW = g->TW, Ts = g->Ts, xs = g->xs, P = g->OH * g->OW;
+  const int R = pack_rows(g);
   zero_tails(X, 9, K, xs, Ts, (g1 - g0) * TW);
-  __m512i idx[3];
-  for (int j = 0; j < 3; j++) {
-    int ix[WV];
-    for (int l = 0; l < WV; l++) ix[l] = l < SB ? 2 * l + j : 0;
-    idx[j] = _mm512_loadu_si512(ix);
-  }
-  for (int64_t tw0 = 0; tw0 < TW; tw0 += SB) {
-    const __mmask16 st = lane_mask(TW - tw0 < SB ? TW - tw0 : SB);
-    const __mmask16 m0 = col_mask(2 * tw0, g->OW), m1 = col_mask(2 * tw0 + WV, g->OW);
-    for (int64_t k = 0; k < K; k++) {
-      __m512 r[3][3];
-      for (int i = 0; i < 3; i++)
-        for (int j = 0; j < 3; j++) r[i][j] = _mm512_setzero_ps();
-      for (int64_t gg = g0; gg < g1; gg++) {
-        const int64_t n = gg / TH, th = gg % TH;
-        const float *plane = dout + (n * K + k) * P;
-        const int reuse = gg > g0 && th > 0;
-        if (reuse)
-          for (int j = 0; j < 3; j++) r[0][j] = r[2][j];
-        else
-          dout_row(r[0], plane, 2 * th, g, tw0, idx, m0, m1);
-        if (k + 1 < K) prefetch_span(plane + P, 2 * th + (reuse ? 1 : 0), 2 * th + 2, g->OH, g->OW, 2 * tw0);
-        dout_row(r[1], plane, 2 * th + 1, g, tw0, idx, m0, m1);
-        dout_row(r[2], plane, 2 * th + 2, g, tw0, idx, m0, m1);
+  for (int64_t tw0 = 0; tw0 < TW; tw0 += pack_step(g)) {
+    dcols dc;
+    dcols_init(&dc, g, tw0);
+    for (int64_t k = 0; k < K; k++)
+      for (int64_t gg = g0; gg < g1;) {
+        const int64_t n = group_rows(g, R, gg, g1), th = gg % TH;
+        const float *plane = dout + ((gg / TH) * K + k) * P;
+        if (k + 1 < K) prefetch_span(plane + P, 2 * th, 2 * (th + n), g->OH, g->OW, 2 * tw0);
+        __m512 r[3][3]; /* the column transforms of rows 2th + i */
+        for (int i = 0; i < 3; i++) {
+          const int64_t h[4] = {2 * th + i, 2 * (th + 1) + i, 2 * (th + 2) + i, 2 * (th + 3) + i};
+          __m512 z[2], e[3];
+          dout_rows(z, plane, g, &dc, h, n);
+          for (int j = 0; j < 3; j++) e[j] = _mm512_maskz_permutex2var_ps(dc.cm[j], z[0], dc.idx[j], z[1]);
+          r[i][0] = _mm512_sub_ps(e[0], e[1]);
+          r[i][1] = e[1];
+          r[i][2] = _mm512_sub_ps(e[2], e[1]);
+        }
+        const __mmask16 st = lane_mask(n * dc.nb);
         float *x = X + k * Ts + (gg - g0) * TW + tw0;
         for (int b = 0; b < 3; b++) {
           store_lanes(x + (0 * 3 + b) * xs, st, _mm512_sub_ps(r[0][b], r[1][b]));
           store_lanes(x + (1 * 3 + b) * xs, st, r[1][b]);
           store_lanes(x + (2 * 3 + b) * xs, st, _mm512_sub_ps(r[2][b], r[1][b]));
         }
+        gg += n;
       }
-    }
   }
 }
 
@@ -482,45 +564,54 @@ static inline __attribute__((always_inline)) void block4(__m512 o[4], __m512 p0,
   o[3] = _mm512_add_ps(p1, p2);
 }
 
-/* the input gradient's rows 4th .. 4th+3 of the chunk's tiles from the products */
+/* the input gradient's rows 4th .. 4th+3 of the chunk's tiles from the products: block row
+ * i of lane r*nb + tw goes to row 4(th + r) + i, its 4 columns j picked out of the pairs
+ * (z0, z1) (j < 2) and (z2, z3) by two permutes with the same indices and merged */
 static void bwd_output_transform(float *restrict dinp, const float *restrict Pr, const sgeom *g, int64_t g0,
                                  int64_t g1) {
   const int64_t C = g->Co, TH = g->TH, TW = g->TW, Ts = g->Ts, W = g->W, P = g->H * g->W;
-  const __m512i il = idx_lo();
-  __m512i iq[2]; /* lanes 4l + j of 32: j < 2 from A = (o0, o1) interleaved, else B = (o2, o3) */
-  for (int h = 0; h < 2; h++) {
-    int ix[WV];
-    for (int m = 0; m < WV; m++) {
-      const int l = (h * WV + m) / 4, j = m % 4;
-      ix[m] = j < 2 ? 2 * l + j : WV + 2 * l + j - 2;
-    }
-    iq[h] = _mm512_loadu_si512(ix);
-  }
-  for (int64_t tw0 = 0; tw0 < TW; tw0 += SB) {
-    const __mmask16 ld = lane_mask(TW - tw0 < SB ? TW - tw0 : SB);
-    const __mmask16 k0 = col_mask(4 * tw0, W), k1 = col_mask(4 * tw0 + WV, W);
+  const int R = pack_rows(g);
+  for (int64_t tw0 = 0; tw0 < TW; tw0 += pack_step(g)) {
+    const int64_t nb = R > 1 ? TW : TW - tw0 < SB ? TW - tw0 : SB;
+    const __mmask16 km[2] = {col_mask(4 * tw0, W), col_mask(4 * tw0 + WV, W)};
+    __m512i iq[4][2]; /* row of tiles r, half h: column 16h + m from lane r*nb + (16h + m)/4 */
+    for (int r = 0; r < R; r++)
+      for (int h = 0; h < 2; h++) {
+        int ix[WV];
+        for (int m = 0; m < WV; m++) {
+          const int col = h * WV + m, tw = col / 4;
+          ix[m] = (col % 4 & 1 ? WV : 0) + (tw < nb ? r * (int)nb + tw : 0);
+        }
+        iq[r][h] = _mm512_loadu_si512(ix);
+      }
     for (int64_t c = 0; c < C; c++)
-      for (int64_t gg = g0; gg < g1; gg++) {
-        const int64_t n = gg / TH, th = gg % TH;
+      for (int64_t gg = g0; gg < g1;) {
+        const int64_t n = group_rows(g, R, gg, g1), th = gg % TH;
         const float *m = Pr + c * Ts + (gg - g0) * TW + tw0;
+        const __mmask16 ld = lane_mask(n * nb);
         __m512 rows[4][5]; /* rows[i][b]: block row i, column position b */
         for (int b = 0; b < 5; b++) {
-          __m512 x[5];
+          __m512 x[5], o[4];
           for (int a = 0; a < 5; a++) x[a] = _mm512_maskz_loadu_ps(ld, m + (a * 5 + b) * g->ms);
-          __m512 o[4];
           block4(o, x[0], x[1], x[2], x[3], x[4]);
           for (int i = 0; i < 4; i++) rows[i][b] = o[i];
         }
         for (int i = 0; i < 4; i++) {
-          const int64_t h = 4 * th + i;
-          if (h >= g->H) break;
           __m512 z[4];
           block4(z, rows[i][0], rows[i][1], rows[i][2], rows[i][3], rows[i][4]);
-          const __m512 A = _mm512_permutex2var_ps(z[0], il, z[1]), B = _mm512_permutex2var_ps(z[2], il, z[3]);
-          float *o = dinp + (n * C + c) * P + h * W + 4 * tw0;
-          _mm512_mask_storeu_ps(o, k0, _mm512_permutex2var_ps(A, iq[0], B));
-          if (k1) _mm512_mask_storeu_ps(o + WV, k1, _mm512_permutex2var_ps(A, iq[1], B));
+          for (int64_t r = 0; r < n; r++) {
+            const int64_t h = 4 * (th + r) + i;
+            if (h >= g->H) break;
+            float *o = dinp + ((gg / TH) * C + c) * P + h * W + 4 * tw0;
+            for (int hh = 0; hh < 2; hh++)
+              if (km[hh])
+                _mm512_mask_storeu_ps(o + hh * WV, km[hh],
+                                      _mm512_mask_blend_ps((__mmask16)0xCCCC,
+                                                           _mm512_permutex2var_ps(z[0], iq[r][hh], z[1]),
+                                                           _mm512_permutex2var_ps(z[2], iq[r][hh], z[3])));
+          }
         }
+        gg += n;
       }
   }
 }
@@ -561,38 +652,39 @@ void sf_conv2d_winograd_s2_backward_input(float *dinp, const float *dout, const 
 /* ---- the weight gradient ---- */
 
 /* E[qa*3 + qb][k][(gg - g0)*TW + tw] = (A e A^T)[qa][qb] of the output gradient's tile (th,
- * tw) (rows 2th, 2th+1, columns 2tw, 2tw+1; zeros outside the plane), lanes past the
- * chunk's tiles zeroed */
+ * tw) (rows 2th, 2th+1, columns 2tw, 2tw+1; zeros outside the plane): [e0, e0 + e1, e1]
+ * each way; lanes past the chunk's tiles zeroed */
 static void dout_transform(float *restrict E, const float *restrict dout, const sgeom *g, int64_t g0, int64_t g1) {
   const int64_t K = g->Kp, TH = g->TH, TW = g->TW, Ts = g->Ts, es = g->ms, P = g->OH * g->OW;
-  const __m512i ie = idx_even(), io = idx_odd();
+  const int R = pack_rows(g);
   zero_tails(E, 9, K, es, Ts, (g1 - g0) * TW);
-  for (int64_t tw0 = 0; tw0 < TW; tw0 += SB) {
-    const __mmask16 st = lane_mask(TW - tw0 < SB ? TW - tw0 : SB), m = col_mask(2 * tw0, g->OW);
+  for (int64_t tw0 = 0; tw0 < TW; tw0 += pack_step(g)) {
+    dcols dc;
+    dcols_init(&dc, g, tw0);
     for (int64_t k = 0; k < K; k++)
-      for (int64_t gg = g0; gg < g1; gg++) {
-        const int64_t n = gg / TH, th = gg % TH;
-        const float *plane = dout + (n * K + k) * P;
-        if (k + 1 < K) prefetch_span(plane + P, 2 * th, 2 * th + 1, g->OH, g->OW, 2 * tw0);
-        __m512 q[2][3]; /* the column transforms [e0, e0 + e1, e1] of rows 2th, 2th + 1 */
+      for (int64_t gg = g0; gg < g1;) {
+        const int64_t n = group_rows(g, R, gg, g1), th = gg % TH;
+        const float *plane = dout + ((gg / TH) * K + k) * P;
+        if (k + 1 < K) prefetch_span(plane + P, 2 * th, 2 * (th + n) - 1, g->OH, g->OW, 2 * tw0);
+        __m512 q[2][3]; /* the column transforms of rows 2th + a */
         for (int a = 0; a < 2; a++) {
-          const int64_t h = 2 * th + a;
-          if (h >= g->OH) {
-            q[a][0] = q[a][1] = q[a][2] = _mm512_setzero_ps();
-            continue;
-          }
-          const __m512 v = _mm512_maskz_loadu_ps(m, plane + h * g->OW + 2 * tw0);
-          const __m512 ev = _mm512_permutexvar_ps(ie, v), od = _mm512_permutexvar_ps(io, v);
+          const int64_t h[4] = {2 * th + a, 2 * (th + 1) + a, 2 * (th + 2) + a, 2 * (th + 3) + a};
+          __m512 z[2];
+          dout_rows(z, plane, g, &dc, h, n);
+          const __m512 ev = _mm512_maskz_permutex2var_ps(dc.cm[0], z[0], dc.idx[0], z[1]);
+          const __m512 od = _mm512_maskz_permutex2var_ps(dc.cm[1], z[0], dc.idx[1], z[1]);
           q[a][0] = ev;
           q[a][1] = _mm512_add_ps(ev, od);
           q[a][2] = od;
         }
+        const __mmask16 st = lane_mask(n * dc.nb);
         float *x = E + k * Ts + (gg - g0) * TW + tw0;
         for (int b = 0; b < 3; b++) {
           store_lanes(x + (0 * 3 + b) * es, st, q[0][b]);
           store_lanes(x + (1 * 3 + b) * es, st, _mm512_add_ps(q[0][b], q[1][b]));
           store_lanes(x + (2 * 3 + b) * es, st, q[1][b]);
         }
+        gg += n;
       }
   }
 }
