@@ -54,17 +54,20 @@ local PYTHON = "/usr/bin/python3" -- Debian's, which sees python3-torch
 -- conv block); "head" the classifier.
 local MODELS = {
   {name = "mlp", modes = {"train", "fwd"}, layouts = "nchw"},
-  {name = "cnn", modes = {"train", "fwd", "head", "head_bneval", "first", "last"}, layouts = "nchw,nhwc",
+  {name = "cnn", modes = {"train", "fwd", "fwd_bntrain", "head", "head_bneval", "first", "last"},
+   layouts = "nchw,nhwc",
    select = {head = "head.", head_bneval = "head.", first = "block1.", last = "block3."}},
   {name = "resnet8", modes = {"train", "fwd"}, layouts = "nchw,nhwc"},
-  {name = "resnet20", modes = {"train", "fwd", "head", "head_bneval", "first", "last"}, layouts = "nchw,nhwc",
+  {name = "resnet20", modes = {"train", "fwd", "fwd_bntrain", "head", "head_bneval", "first", "last"},
+   layouts = "nchw,nhwc",
    select = {head = "head.", head_bneval = "head.", first = "stem.,block1.0.", last = "block3.2."}},
   {name = "vit", modes = {"train", "fwd"}, layouts = "nchw"},
 }
 local LABEL = {mlp = "MLP 784-512-512-10", cnn = "small CNN", resnet8 = "ResNet-8", resnet20 = "ResNet-20",
                vit = "tiny ViT"}
 local MODE_LABEL = {train = "train step", fwd = "forward", head = "head only", first = "first block only",
-                    last = "last block only", all = "all", head_bneval = "head only, BatchNorm eval"}
+                    last = "last block only", all = "all", head_bneval = "head only, BatchNorm eval",
+                    fwd_bntrain = "forward, BatchNorm on batch statistics"}
 
 local P -- run parameters
 if O.quick then
@@ -320,14 +323,24 @@ for _, t in ipairs(P.threads) do
     end
   end
 end
--- cost of a step relative to a forward pass, per side (head only should be about 1)
-local fwd_of = {}
-for _, r in ipairs(rows) do if r.mode == "fwd" then fwd_of[r.model .. "/" .. r.threads] = r end end
+-- cost of a step relative to a forward pass, per side (head only should be about 1): the
+-- forward in eval mode, and the one with BatchNorm on batch statistics (what a step whose
+-- frozen BatchNorm layers are in train mode has to run before its head)
+local function is_fwd(mode) return mode == "fwd" or mode == "fwd_bntrain" end
+local fwd_of, fwdt_of = {}, {}
 for _, r in ipairs(rows) do
-  local f = fwd_of[r.model .. "/" .. r.threads]
-  if f and r.mode ~= "fwd" then
+  if r.mode == "fwd" then fwd_of[r.model .. "/" .. r.threads] = r end
+  if r.mode == "fwd_bntrain" then fwdt_of[r.model .. "/" .. r.threads] = r end
+end
+for _, r in ipairs(rows) do
+  local f, t = fwd_of[r.model .. "/" .. r.threads], fwdt_of[r.model .. "/" .. r.threads]
+  if f and not is_fwd(r.mode) then
     if f.surgft_ips and r.surgft_ips then r.surgft_vs_fwd = f.surgft_ips / r.surgft_ips end
     if f.torch_ips and r.torch_ips then r.torch_vs_fwd = f.torch_ips / r.torch_ips end
+  end
+  if t and not is_fwd(r.mode) and not r.mode:match("_bneval$") then
+    if t.surgft_ips and r.surgft_ips then r.surgft_vs_fwdt = t.surgft_ips / r.surgft_ips end
+    if t.torch_ips and r.torch_ips then r.torch_vs_fwdt = t.torch_ips / r.torch_ips end
   end
 end
 
@@ -384,14 +397,15 @@ local function surgical_table()
   local body = {}
   for _, r in ipairs(rows) do
     local m = P.models[r.model]
-    if #m > 2 and r.mode ~= "fwd" then
+    if #m > 2 and not is_fwd(r.mode) then
       body[#body + 1] = {LABEL[r.model], tostring(r.threads), r.mode == "train" and "all" or MODE_LABEL[r.mode],
                          num(r.surgft_ips), num(r.torch_ips), num(r.ratio, "%.2f"), num(r.surgft_vs_fwd, "%.2f"),
-                         num(r.torch_vs_fwd, "%.2f")}
+                         num(r.torch_vs_fwd, "%.2f"), num(r.surgft_vs_fwdt, "%.2f"), num(r.torch_vs_fwdt, "%.2f")}
     end
   end
   return md_table({"model", "threads", "trains", "surgft img/s", "PyTorch img/s", "ratio",
-                   "surgft step / forward", "PyTorch step / forward"}, body)
+                   "surgft step / forward", "PyTorch step / forward", "surgft step / forward (batch stats)",
+                   "PyTorch step / forward (batch stats)"}, body)
 end
 
 local function memory_table()
@@ -437,11 +451,13 @@ do
   end
 end
 doc[#doc + 1] = "## Throughput (ratio = surgft / PyTorch img/s)\n"
-doc[#doc + 1] = main_table(function(r) return r.mode == "train" or r.mode == "fwd" end) .. "\n"
+doc[#doc + 1] = main_table(function(r) return r.mode == "train" or is_fwd(r.mode) end) .. "\n"
 local any_surgical = false
-for _, r in ipairs(rows) do if r.mode ~= "train" and r.mode ~= "fwd" then any_surgical = true end end
+for _, r in ipairs(rows) do if r.mode ~= "train" and not is_fwd(r.mode) then any_surgical = true end end
 if any_surgical then
-  doc[#doc + 1] = "## Surgical steps (BatchNorm in train mode unless the row says eval; step / forward = a forward pass's img/s over the step's)\n"
+  doc[#doc + 1] = "## Surgical steps (BatchNorm in train mode unless the row says eval; step / forward = a forward " ..
+    "pass's img/s over the step's, the forward in eval mode, and (batch stats) with BatchNorm on batch statistics as " ..
+    "the step's own forward; eval-mode rows have only the first)\n"
   doc[#doc + 1] = surgical_table() .. "\n"
 end
 doc[#doc + 1] = "## Peak resident memory of training steps at batch 128 (whole process: VmHWM / ru_maxrss; " ..

@@ -1,8 +1,8 @@
 -- Per-layer convolution rates from Lua, next to sgemm: the CIFAR ResNets' 3x3 layers and
 -- the small CNN's stride-2 ones, batch 128, one thread, preallocated outputs, minimum of 7
 -- calls per kernel. GFLOP/s count the direct sum's 2 N C K 9 OH OW per wall second (so
--- Winograd's rates can exceed the machine's peak); stride-1 layers run with the Winograd
--- path off (the masked direct path) and on.
+-- Winograd's rates can exceed the machine's peak); every layer runs with the Winograd paths
+-- off (the masked direct path) and on (winograd at stride 1, winograd-phase at stride 2).
 --
 --   build/surgft-lua tests/bench/layers.lua
 local sf = require "surgft"
@@ -23,7 +23,7 @@ for _, g in ipairs(layers) do
   local o, dx = sf.zeros({N, Kc, OH, OW}), sf.zeros({N, C, H, W})
   local flop = 2 * N * C * Kc * 9 * OH * OW
   local row = {}
-  for _, wino in ipairs(st == 1 and {false, true} or {true}) do
+  for _, wino in ipairs{false, true} do
     K.conv2d_winograd(wino)
     local bf, bb, bw = 1e9, 1e9, 1e9
     for i = 1, 7 do

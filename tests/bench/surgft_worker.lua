@@ -6,7 +6,8 @@
 --   surgft-lua tests/bench/surgft_worker.lua --frozen --model=resnet20 --threads=2 \
 --       --images=1000 --epochs=15
 --
--- Modes: train (every parameter trains), fwd (forward only under model:evaluate()), or a
+-- Modes: train (every parameter trains), fwd (forward only under model:evaluate()),
+-- fwd_bntrain (forward only, BatchNorm on batch statistics: a training step's forward), or a
 -- name given by --select=NAME=prefix1,prefix2: a training step where only the parameters
 -- whose names start with a prefix train (set with sf.policy.apply; BatchNorm stays in
 -- train mode, as on the PyTorch side, unless NAME ends in _bneval). A step is zero_grad,
@@ -158,6 +159,11 @@ local function make_step(model, x, y, mode)
     model:evaluate()
     return function() model:forward(x) end, 0
   end
+  if mode == "fwd_bntrain" then -- BatchNorm on batch statistics, as in a training step's forward
+    model:set_trainable(false)
+    model:training()
+    return function() model:forward(x); model:clear_state() end, 0
+  end
   model:training()
   local sel, n = {}, 0
   for _, rec in ipairs(model:parameters()) do
@@ -219,7 +225,7 @@ local function bench_steps()
     -- one forward with every output kept, for layer_work to read their sizes
     model:set_fusion(false)
     model:forward(x)
-    local flops, fwd = step_flops(layer_work(model), mode ~= "fwd")
+    local flops, fwd = step_flops(layer_work(model), mode ~= "fwd" and mode ~= "fwd_bntrain")
     model:set_fusion(true)
     model:clear_state()
     out.macs_fwd = fwd // 2

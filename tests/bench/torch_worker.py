@@ -5,7 +5,8 @@ surgft_worker.lua; both take the same arguments and print the same RESULT line).
   /usr/bin/python3 tests/bench/torch_worker.py --model=resnet20 --threads=2 --batch=128 \
       --modes=train,fwd,head --select=head=head. --layouts=nchw,nhwc --target=0.4 --samples=3
 
-Modes: train (every parameter trains), fwd (forward only: eval mode, no_grad), or a name
+Modes: train (every parameter trains), fwd (forward only: eval mode, no_grad), fwd_bntrain
+(forward only, no_grad, BatchNorm on batch statistics), or a name
 given by --select=NAME=prefix1,prefix2 (a training step where only the parameters whose
 names start with a prefix train; BatchNorm stays in train mode, like torch_freeze.py, unless
 NAME ends in _bneval: then it uses its running statistics, the paper's protocol).
@@ -100,8 +101,10 @@ def forward_macs(model, x):
 
 def make_step(model, x, y, mode):
     """A closure running one step of `mode`, and the number of trainable tensors."""
-    if mode == "fwd":
-        model.eval()
+    if mode in ("fwd", "fwd_bntrain"):
+        # fwd_bntrain: BatchNorm on batch statistics (and moving its running ones), as in the
+        # forward of a training step whose BatchNorm layers are in train mode
+        model.train(mode == "fwd_bntrain")
         for p in model.parameters():
             p.requires_grad_(False)
 
