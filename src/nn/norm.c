@@ -107,30 +107,6 @@ static inline float masked(float dy, float x, float a, float b) {
   return v > 0.0f ? dy : 0.0f;
 }
 
-static double row_sum_masked(const float *dy, const float *x, int64_t n, float a, float b) {
-  float acc[RW] = {0};
-  int64_t i = 0;
-  for (; i + RW <= n; i += RW)
-    for (int j = 0; j < RW; j++) acc[j] += masked(dy[i + j], x[i + j], a, b);
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) acc[j] += masked(dy[i + j], x[i + j], a, b);
-  double s = fold(acc);
-  for (; i < n; i++) s += (double)masked(dy[i], x[i], a, b);
-  return s;
-}
-
-static double row_dot_centered_masked(const float *dy, const float *x, int64_t n, float mean, float a, float b) {
-  float acc[RW] = {0};
-  int64_t i = 0;
-  for (; i + RW <= n; i += RW)
-    for (int j = 0; j < RW; j++) acc[j] += masked(dy[i + j], x[i + j], a, b) * (x[i + j] - mean);
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) acc[j] += masked(dy[i + j], x[i + j], a, b) * (x[i + j] - mean);
-  double s = fold(acc);
-  for (; i < n; i++) s += (double)masked(dy[i], x[i], a, b) * ((double)x[i] - (double)mean);
-  return s;
-}
-
 static void row_affine2_masked(float *y, const float *dy, const float *x, int64_t n, float k, float a2, float b2,
                                float a, float b) {
   for (int64_t i = 0; i < n; i++) y[i] = k * masked(dy[i], x[i], a, b) + a2 * x[i] + b2;
@@ -177,10 +153,37 @@ static void bn_row_forward(const bn_ctx *q, int64_t o, float a, float b) {
     row_affine(q->out + o, q->inp + o, q->HW, a, b);
 }
 
+/* A ReLU-masked row's sum of dy and of dy (x - mean), in one pass over it (as two passes
+ * they took 4.2% of a CNN training step), each in the partials and order of row_sum and
+ * row_dot_centered */
+static void row_sums_masked(const float *dy, const float *x, int64_t n, float mean, float a, float b, double *s1,
+                            double *s2) {
+  float acc[RW] = {0}, acd[RW] = {0};
+  int64_t i = 0;
+  for (; i + RW <= n; i += RW)
+    for (int j = 0; j < RW; j++) {
+      const float g = masked(dy[i + j], x[i + j], a, b);
+      acc[j] += g;
+      acd[j] += g * (x[i + j] - mean);
+    }
+  for (; i + 8 <= n; i += 8)
+    for (int j = 0; j < 8; j++) {
+      const float g = masked(dy[i + j], x[i + j], a, b);
+      acc[j] += g;
+      acd[j] += g * (x[i + j] - mean);
+    }
+  double t1 = fold(acc), t2 = fold(acd);
+  for (; i < n; i++) {
+    const float g = masked(dy[i], x[i], a, b);
+    t1 += (double)g;
+    t2 += (double)g * ((double)x[i] - (double)mean);
+  }
+  *s1 = t1, *s2 = t2;
+}
+
 static void bn_row_sums(const bn_ctx *q, int64_t o, float mean, float ra, float rb, double *sdy, double *sdyx) {
   if (q->relu_bwd) {
-    *sdy = row_sum_masked(q->dout + o, q->inp + o, q->HW, ra, rb);
-    *sdyx = row_dot_centered_masked(q->dout + o, q->inp + o, q->HW, mean, ra, rb);
+    row_sums_masked(q->dout + o, q->inp + o, q->HW, mean, ra, rb, sdy, sdyx);
   } else {
     *sdy = row_sum(q->dout + o, q->HW);
     *sdyx = row_dot_centered(q->dout + o, q->inp + o, q->HW, mean);
