@@ -797,44 +797,33 @@ function TestConv2d:test_masked_matches_direct()
   lu.assertErrorMsgContains("conv2d_masked: argument #1 (on) is number, expected a boolean or nil", K.conv2d_masked, 1)
 end
 
--- Winograd F(2x2, 3x3) (3x3 pad 1 stride 1, 16 or more channels both ways, AVX-512) against
--- the masked direct path: the forward (with its statistics and epilogue) and the input
--- gradient agree to rounding, on planes with odd sides (tiles cut at the edges), one row,
--- rows of more than 16 tiles, channels that do not fill the register tiles, and
--- batches whose chunks of tile rows span images or end short; the same bits at 1 and 2
--- threads. The weight gradient (F(3x3, 2x2), channels in multiples of 4 both ways) too, to
--- rounding, at 1 and 2 threads (its per-thread partial sums add in another order).
-function TestConv2d:test_winograd_matches_direct()
-  if sf.simd ~= "avx512" then
-    lu.assertFalse(K.conv2d_winograd(), "no Winograd path without AVX-512")
-    lu.assertEquals(K.conv2d_path({2, 16, 8, 8}, {16, 16, 3, 3}, 1, 1).forward, "direct")
-    return
-  end
-  local rng = sf.rng(35)
-  local geoms = {{2, 16, 8, 8, 16}, {3, 16, 7, 9, 17}, {2, 24, 1, 5, 16}, {2, 16, 6, 4, 20}, {1, 16, 5, 40, 16},
-                 {5, 32, 4, 4, 32}, {9, 19, 3, 4, 33}, {2, 16, 34, 33, 24}, {3, 64, 4, 4, 64},
-                 -- planes of up to 16 columns put 2 or 4 rows of tiles in a vector: 5 rows of
-                 -- tiles (a group cut at the image's end), and a chunk ending mid-image
-                 {7, 16, 10, 12, 16}, {15, 16, 6, 12, 16}}
+-- Each Winograd geometry {N, C, H, W, K} at `stride` (pad 1) against the masked direct
+-- path (the Winograd switch off): the forward (with its statistics and epilogue) and the
+-- input gradient agree to rounding and give the same bits at 1 and 2 threads; the weight
+-- gradient agrees to rounding at 1 and 2 threads (its per-thread partial sums add in
+-- another order). taken(gm): whether the geometry takes `path` (else the direct one); the
+-- weight gradient also needs channels in multiples of 4 both ways.
+local function check_winograd(stride, geoms, rng, path, direct, taken)
   local n0 = sf.threads()
   for _, gm in ipairs(geoms) do
     local xs, ws = {gm[1], gm[2], gm[3], gm[4]}, {gm[5], gm[2], 3, 3}
-    local ys = {gm[1], gm[5], gm[3], gm[4]}
+    local ys = {gm[1], gm[5], (gm[3] - 1) // stride + 1, (gm[4] - 1) // stride + 1}
     local x, w, b = randn(xs, rng), randn(ws, rng), randn({gm[5]}, rng)
     local res, g = randn(ys, rng), randn(ys, rng)
-    local tag = table.concat(xs, "x") .. " -> " .. gm[5]
+    local tag = table.concat(xs, "x") .. " -> " .. gm[5] .. " stride " .. stride
     local r = {}
     for _, mode in ipairs{"direct", "w1", "w2"} do
       local was = K.conv2d_winograd(mode ~= "direct")
       sf.set_threads(mode == "w2" and 2 or 1)
       local ok, err = pcall(function()
-        local p = K.conv2d_path(xs, ws, 1, 1)
-        local want = mode == "direct" and "direct-masked" or "winograd"
-        local ww = (gm[2] % 4 == 0 and gm[5] % 4 == 0) and want or "direct-masked"
+        local p = K.conv2d_path(xs, ws, stride, 1)
+        local want = (mode == "direct" or not taken(gm)) and direct or path
+        local ww = (gm[2] % 4 == 0 and gm[5] % 4 == 0) and want or direct
         lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {want, want, ww}, tag)
-        local o, st = K.conv2d_forward(x, w, b, 1, 1, nil, nil, nil, true)
-        r[mode] = {o = o, st = st, ep = K.conv2d_forward(x, w, b, 1, 1, nil, true, res),
-                   dx = K.conv2d_backward_input(g, w, x, 1, 1), dw = K.conv2d_backward_weight(g, x, sf.zeros(ws), nil, 1, 1)}
+        local o, st = K.conv2d_forward(x, w, b, stride, 1, nil, nil, nil, true)
+        r[mode] = {o = o, st = st, ep = K.conv2d_forward(x, w, b, stride, 1, nil, true, res),
+                   dx = K.conv2d_backward_input(g, w, x, stride, 1),
+                   dw = K.conv2d_backward_weight(g, x, sf.zeros(ws), nil, stride, 1)}
       end)
       K.conv2d_winograd(was)
       sf.set_threads(n0)
@@ -849,79 +838,64 @@ function TestConv2d:test_winograd_matches_direct()
     assert_near(r.w1.dw, r.direct.dw, 4e-6, tag .. ": dweight")
     assert_near(r.w2.dw, r.direct.dw, 4e-6, tag .. ": dweight, 2 threads")
   end
-  -- and against the naive reference, with the bias
-  local xs, ws = {2, 16, 6, 7}, {16, 16, 3, 3}
-  local x, w, b = randn(xs, rng), randn(ws, rng), randn({16}, rng)
-  local want, oshape = ref_conv(flat(x), xs, flat(w), ws, flat(b), 1, 1)
-  assert_near(K.conv2d_forward(x, w, b, 1, 1), want, 1e-5, "winograd forward against the reference")
+end
+
+-- ... and one geometry's three kernels against the naive reference, with the bias
+local function check_winograd_reference(xs, ws, stride, path, rng)
+  local x, w, b = randn(xs, rng), randn(ws, rng), randn({ws[1]}, rng)
+  lu.assertEquals(K.conv2d_path(xs, ws, stride, 1).forward, path)
+  local want, oshape = ref_conv(flat(x), xs, flat(w), ws, flat(b), stride, 1)
+  assert_near(K.conv2d_forward(x, w, b, stride, 1), want, 1e-5, path .. " forward against the reference")
   local g = randn(oshape, rng)
-  local rdx, rdw = ref_conv_grads(flat(g), flat(x), xs, flat(w), ws, 1, 1)
-  assert_near(K.conv2d_backward_input(g, w, x, 1, 1), rdx, 1e-5, "winograd input gradient against the reference")
-  assert_near(K.conv2d_backward_weight(g, x, sf.zeros(ws), nil, 1, 1), rdw, 1e-5,
-    "winograd weight gradient against the reference")
+  local rdx, rdw = ref_conv_grads(flat(g), flat(x), xs, flat(w), ws, stride, 1)
+  assert_near(K.conv2d_backward_input(g, w, x, stride, 1), rdx, 1e-5, path .. " input gradient against the reference")
+  assert_near(K.conv2d_backward_weight(g, x, sf.zeros(ws), nil, stride, 1), rdw, 1e-5,
+    path .. " weight gradient against the reference")
+end
+
+-- Winograd F(2x2, 3x3) (3x3 pad 1 stride 1, 16 or more channels both ways, AVX-512), the
+-- weight gradient by F(3x3, 2x2): planes with odd sides (tiles cut at the edges), one row,
+-- rows of more than 16 tiles, channels that do not fill the register tiles, and batches
+-- whose chunks of tile rows span images or end short.
+function TestConv2d:test_winograd_matches_direct()
+  if sf.simd ~= "avx512" then
+    lu.assertFalse(K.conv2d_winograd(), "no Winograd path without AVX-512")
+    lu.assertEquals(K.conv2d_path({2, 16, 8, 8}, {16, 16, 3, 3}, 1, 1).forward, "direct")
+    return
+  end
+  local rng = sf.rng(35)
+  check_winograd(1, {{2, 16, 8, 8, 16}, {3, 16, 7, 9, 17}, {2, 24, 1, 5, 16}, {2, 16, 6, 4, 20}, {1, 16, 5, 40, 16},
+                     {5, 32, 4, 4, 32}, {9, 19, 3, 4, 33}, {2, 16, 34, 33, 24}, {3, 64, 4, 4, 64},
+                     -- planes of up to 16 columns put 2 or 4 rows of tiles in a vector: 5 rows
+                     -- of tiles (a group cut at the image's end), and a chunk ending mid-image
+                     {7, 16, 10, 12, 16}, {15, 16, 6, 12, 16}},
+                 rng, "winograd", "direct-masked", function() return true end)
+  check_winograd_reference({2, 16, 6, 7}, {16, 16, 3, 3}, 1, "winograd", rng)
   lu.assertErrorMsgContains("conv2d_winograd: argument #1 (on) is number, expected a boolean or nil",
     K.conv2d_winograd, 1)
 end
 
--- Stride 2 (3x3, pad 1) by Winograd on the phases ("winograd-phase"): forward with its
--- epilogue and statistics, input gradient and weight gradient agree with the masked direct
--- sums to rounding, on 2x2 output tiles cut at odd sides, rows of more than 8 tiles (the
--- transforms' step), channels that do not fill the register tiles, chunks spanning images;
--- the forward and input gradient the same bits at 1 and 2 threads. A 3x3 output (4 tiles
--- for 9 outputs: more multiplies than the direct sum) keeps the direct path.
+-- Stride 2 (3x3, pad 1) by Winograd on the phases ("winograd-phase"), under the same switch:
+-- 2x2 output tiles cut at odd sides, rows of more than 8 tiles (one transform step), 2 and
+-- 4 rows of tiles per vector (groups cut at an image's end, a chunk ending mid-image),
+-- channels that do not fill the register tiles, chunks spanning images. A 3x3 output (4
+-- tiles for 9 outputs: more multiplies than the direct sum) keeps the direct path.
 function TestConv2d:test_winograd_phase_matches_direct()
   if sf.simd ~= "avx512" then
     lu.assertEquals(K.conv2d_path({2, 16, 28, 28}, {16, 16, 3, 3}, 2, 1).forward, "direct-phase")
     return
   end
   local rng = sf.rng(36)
-  local geoms = {{2, 16, 28, 28, 16}, {3, 16, 32, 32, 32}, {2, 16, 16, 16, 20}, {2, 20, 27, 25, 16},
-                 {1, 16, 8, 70, 16}, {9, 17, 12, 12, 33}, {5, 64, 16, 16, 64}, {40, 16, 8, 8, 16},
-                 {2, 16, 4, 30, 16}, {3, 32, 15, 16, 16}, {2, 64, 14, 14, 64}, {3, 64, 28, 28, 64},
-                 {2, 16, 6, 5, 16}}
-  local n0 = sf.threads()
-  for _, gm in ipairs(geoms) do
-    local xs, ws = {gm[1], gm[2], gm[3], gm[4]}, {gm[5], gm[2], 3, 3}
-    local ys = {gm[1], gm[5], (gm[3] + 1) // 2, (gm[4] + 1) // 2}
-    local x, w, b = randn(xs, rng), randn(ws, rng), randn({gm[5]}, rng)
-    local res, g = randn(ys, rng), randn(ys, rng)
-    local tag = table.concat(xs, "x") .. " -> " .. gm[5] .. " stride 2"
-    local taken = not (ys[3] == 3 and ys[4] == 3)
-    local r = {}
-    for _, mode in ipairs{"direct", "w1", "w2"} do
-      local was = K.conv2d_winograd(mode ~= "direct")
-      sf.set_threads(mode == "w2" and 2 or 1)
-      local ok, err = pcall(function()
-        local p = K.conv2d_path(xs, ws, 2, 1)
-        local want = (mode == "direct" or not taken) and "direct-masked-phase" or "winograd-phase"
-        local ww = (gm[2] % 4 == 0 and gm[5] % 4 == 0) and want or "direct-masked-phase"
-        lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {want, want, ww}, tag)
-        local o, st = K.conv2d_forward(x, w, b, 2, 1, nil, nil, nil, true)
-        r[mode] = {o = o, st = st, ep = K.conv2d_forward(x, w, b, 2, 1, nil, true, res),
-                   dx = K.conv2d_backward_input(g, w, x, 2, 1), dw = K.conv2d_backward_weight(g, x, sf.zeros(ws), nil, 2, 1)}
-      end)
-      K.conv2d_winograd(was)
-      sf.set_threads(n0)
-      if not ok then error(err, 0) end
-    end
-    for _, k in ipairs{"o", "st", "ep", "dx"} do
-      assert_near(r.w1[k], r.direct[k], 4e-6, tag .. ": " .. k)
-      lu.assertTrue(r.w1[k]:equal(r.w2[k]), tag .. ": " .. k .. " differs between 1 and 2 threads")
-    end
-    assert_near(r.w1.dw, r.direct.dw, 4e-6, tag .. ": dweight")
-    assert_near(r.w2.dw, r.direct.dw, 4e-6, tag .. ": dweight, 2 threads")
-  end
-  -- and against the naive reference
-  local xs, ws = {2, 16, 12, 13}, {16, 16, 3, 3}
-  local x, w, b = randn(xs, rng), randn(ws, rng), randn({16}, rng)
-  lu.assertEquals(K.conv2d_path(xs, ws, 2, 1).forward, "winograd-phase")
-  local want, oshape = ref_conv(flat(x), xs, flat(w), ws, flat(b), 2, 1)
-  assert_near(K.conv2d_forward(x, w, b, 2, 1), want, 1e-5, "winograd-phase forward against the reference")
-  local g = randn(oshape, rng)
-  local rdx, rdw = ref_conv_grads(flat(g), flat(x), xs, flat(w), ws, 2, 1)
-  assert_near(K.conv2d_backward_input(g, w, x, 2, 1), rdx, 1e-5, "winograd-phase input gradient against the reference")
-  assert_near(K.conv2d_backward_weight(g, x, sf.zeros(ws), nil, 2, 1), rdw, 1e-5,
-    "winograd-phase weight gradient against the reference")
+  check_winograd(2, {{2, 16, 28, 28, 16}, {3, 16, 32, 32, 32}, {2, 16, 16, 16, 20}, {2, 20, 27, 25, 16},
+                     {1, 16, 8, 70, 16}, {9, 17, 12, 12, 33}, {5, 64, 16, 16, 64}, {40, 16, 8, 8, 16},
+                     {2, 16, 4, 30, 16}, {3, 32, 15, 16, 16}, {2, 64, 14, 14, 64}, {3, 64, 28, 28, 64},
+                     {2, 16, 6, 5, 16}},
+                 rng, "winograd-phase", "direct-masked-phase", function(gm)
+                   -- taken where its 2x2 tiles (25 multiplies) beat 9 per output
+                   local oh, ow = (gm[3] + 1) // 2, (gm[4] + 1) // 2
+                   return 25 * ((oh + 1) // 2) * ((ow + 1) // 2) <= 9 * oh * ow
+                 end)
+  check_winograd_reference({2, 16, 12, 13}, {16, 16, 3, 3}, 2, "winograd-phase", rng)
 end
 
 -- K.conv2d_backward runs both gradients; on stride-1 3x3 direct shapes in one pass over
