@@ -316,8 +316,8 @@ static void products(float *restrict M, const float *restrict U, const float *re
     float *m = M + xi * g->ms;
     for (int64_t v0 = 0; v0 < nvec; v0 += 3) {
       const int64_t nv = nvec - v0 < 3 ? nvec - v0 : 3;
-      const wtile_fn f = wtiles[nv];
-      for (int64_t k0 = 0; k0 < Kp; k0 += WK) f(m + k0 * Ts + v0 * WV, u + v0 * WV, v + k0, Ci, Kp, Ts);
+      const float *uv = u + v0 * WV;
+      for (int64_t k0 = 0; k0 < Kp; k0 += WK) wtiles[nv](m + k0 * Ts + v0 * WV, &uv, v + k0, 1, Ci, Kp, Ts);
     }
   }
 }

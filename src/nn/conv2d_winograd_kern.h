@@ -52,40 +52,45 @@ static inline void zero_tails(float *A, int npos, int64_t rows, int64_t xs, int6
     for (int64_t r = 0; r < rows; r++) memset(A + xi * xs + r * Ts + nt, 0, (size_t)(Ts - nt) * sizeof(float));
 }
 
-/* One register tile of the products: M[k][v*WV + lane] = sum over c of V[c][k] U[c][v*WV +
- * lane], nk channels x nv vectors (M, U, V already at the tile's xi, first channel and
- * first vector). */
-static inline __attribute__((always_inline)) void wtile(float *restrict M, const float *restrict U,
-                                                        const float *restrict V, int64_t Ci, int64_t Kp, int64_t Ts,
-                                                        const int nk, const int nv) {
+/* One register tile of the products: M[k][v*WV + lane] = sum over np transformed positions
+ * j and channels c of V[j][c][k] U[j][c*Ts + v*WV + lane], WK channels x nv vectors (U[j]
+ * at position j's first vector of the tile, V at its first slot and channel; positions
+ * Ci*Kp floats apart in V). One position for F(2x2, 3x3)'s products; the stride-2
+ * forward sums 1, 2 or 4 positions into each of its 9. */
+static inline __attribute__((always_inline)) void wtile(float *restrict M, const float *const *U,
+                                                        const float *restrict V, int np, int64_t Ci, int64_t Kp,
+                                                        int64_t Ts, const int nv) {
   __m512 acc[WK][3];
 #pragma GCC unroll 8
-  for (int k = 0; k < nk; k++)
+  for (int k = 0; k < WK; k++)
 #pragma GCC unroll 3
     for (int v = 0; v < nv; v++) acc[k][v] = _mm512_setzero_ps();
-  for (int64_t c = 0; c < Ci; c++) {
-    __m512 x[3];
+  for (int j = 0; j < np; j++) {
+    const float *restrict u = U[j], *restrict w = V + j * Ci * Kp;
+    for (int64_t c = 0; c < Ci; c++) {
+      __m512 x[3];
 #pragma GCC unroll 3
-    for (int v = 0; v < nv; v++) x[v] = _mm512_load_ps(U + c * Ts + v * WV);
+      for (int v = 0; v < nv; v++) x[v] = _mm512_load_ps(u + c * Ts + v * WV);
 #pragma GCC unroll 8
-    for (int k = 0; k < nk; k++) {
-      const __m512 b = _mm512_set1_ps(V[c * Kp + k]);
+      for (int k = 0; k < WK; k++) {
+        const __m512 b = _mm512_set1_ps(w[c * Kp + k]);
 #pragma GCC unroll 3
-      for (int v = 0; v < nv; v++) acc[k][v] = _mm512_fmadd_ps(b, x[v], acc[k][v]);
+        for (int v = 0; v < nv; v++) acc[k][v] = _mm512_fmadd_ps(b, x[v], acc[k][v]);
+      }
     }
   }
 #pragma GCC unroll 8
-  for (int k = 0; k < nk; k++)
+  for (int k = 0; k < WK; k++)
 #pragma GCC unroll 3
     for (int v = 0; v < nv; v++) _mm512_store_ps(M + k * Ts + v * WV, acc[k][v]);
 }
 
-typedef void (*wtile_fn)(float *restrict M, const float *restrict U, const float *restrict V, int64_t Ci, int64_t Kp,
-                         int64_t Ts);
-#define WTILE(name, nv)                                                                                        \
-  static inline void name(float *restrict M, const float *restrict U, const float *restrict V, int64_t Ci, int64_t Kp, \
-                   int64_t Ts) {                                                                               \
-    wtile(M, U, V, Ci, Kp, Ts, WK, nv);                                                                        \
+typedef void (*wtile_fn)(float *restrict M, const float *const *U, const float *restrict V, int np, int64_t Ci,
+                         int64_t Kp, int64_t Ts);
+#define WTILE(name, nv)                                                                                       \
+  static inline void name(float *restrict M, const float *const *U, const float *restrict V, int np,        \
+                          int64_t Ci, int64_t Kp, int64_t Ts) {                                             \
+    wtile(M, U, V, np, Ci, Kp, Ts, nv);                                                                       \
   }
 WTILE(wtile_v3, 3)
 WTILE(wtile_v2, 2)

@@ -310,48 +310,6 @@ static void input_transform(float *restrict X, const float *restrict in, const s
 
 /* ---- the forward ---- */
 
-/* One register tile of a sum's products: M[k][v*WV + lane] = sum over its np positions j
- * and channels c of Wt[j][c][k] X[j][c][v*WV + lane] (Wt at the sum's first slot and the
- * tile's first channel, X[j] at position j's first vector), WK channels x nv vectors. */
-static inline __attribute__((always_inline)) void stile(float *restrict M, const float *const *X,
-                                                        const float *restrict Wt, int np, int64_t Ci, int64_t Kp,
-                                                        int64_t Ts, const int nv) {
-  __m512 acc[WK][3];
-#pragma GCC unroll 8
-  for (int k = 0; k < WK; k++)
-#pragma GCC unroll 3
-    for (int v = 0; v < nv; v++) acc[k][v] = _mm512_setzero_ps();
-  for (int j = 0; j < np; j++) {
-    const float *restrict x = X[j], *restrict w = Wt + j * Ci * Kp;
-    for (int64_t c = 0; c < Ci; c++) {
-      __m512 xv[3];
-#pragma GCC unroll 3
-      for (int v = 0; v < nv; v++) xv[v] = _mm512_load_ps(x + c * Ts + v * WV);
-#pragma GCC unroll 8
-      for (int k = 0; k < WK; k++) {
-        const __m512 b = _mm512_set1_ps(w[c * Kp + k]);
-#pragma GCC unroll 3
-        for (int v = 0; v < nv; v++) acc[k][v] = _mm512_fmadd_ps(b, xv[v], acc[k][v]);
-      }
-    }
-  }
-#pragma GCC unroll 8
-  for (int k = 0; k < WK; k++)
-#pragma GCC unroll 3
-    for (int v = 0; v < nv; v++) _mm512_store_ps(M + k * Ts + v * WV, acc[k][v]);
-}
-
-typedef void (*stile_fn)(float *restrict M, const float *const *X, const float *restrict Wt, int np, int64_t Ci,
-                         int64_t Kp, int64_t Ts);
-#define STILE(name, nv)                                                                                       \
-  static void name(float *restrict M, const float *const *X, const float *restrict Wt, int np, int64_t Ci, \
-                   int64_t Kp, int64_t Ts) {                                                                \
-    stile(M, X, Wt, np, Ci, Kp, Ts, nv);                                                                      \
-  }
-STILE(stile_v3, 3)
-STILE(stile_v2, 2)
-STILE(stile_v1, 1)
-static const stile_fn stiles[4] = {NULL, stile_v1, stile_v2, stile_v3};
 
 /* M[q] = sum over the positions p of q of Wt[p] X[p], for the chunk's nt tiles */
 static void fwd_products(float *restrict M, const float *restrict X, const float *restrict Wt, const sgeom *g,
@@ -364,7 +322,7 @@ static void fwd_products(float *restrict M, const float *restrict X, const float
       const int64_t nv = nvec - v0 < 3 ? nvec - v0 : 3;
       const float *x[4];
       for (int j = 0; j < gr->n[q]; j++) x[j] = X + gr->p[q][j] * g->xs + v0 * WV;
-      for (int64_t k0 = 0; k0 < Kp; k0 += WK) stiles[nv](m + k0 * Ts + v0 * WV, x, w + k0, gr->n[q], Ci, Kp, Ts);
+      for (int64_t k0 = 0; k0 < Kp; k0 += WK) wtiles[nv](m + k0 * Ts + v0 * WV, x, w + k0, gr->n[q], Ci, Kp, Ts);
     }
   }
 }
@@ -550,7 +508,8 @@ static void bwd_products(float *restrict Pr, const float *restrict X, const floa
     float *m = Pr + p * g->ms;
     for (int64_t v0 = 0; v0 < nvec; v0 += 3) {
       const int64_t nv = nvec - v0 < 3 ? nvec - v0 : 3;
-      for (int64_t c0 = 0; c0 < Cp; c0 += WK) wtiles[nv](m + c0 * Ts + v0 * WV, x + v0 * WV, w + c0, K, Cp, Ts);
+      const float *xv = x + v0 * WV;
+      for (int64_t c0 = 0; c0 < Cp; c0 += WK) wtiles[nv](m + c0 * Ts + v0 * WV, &xv, w + c0, 1, K, Cp, Ts);
     }
   }
 }
