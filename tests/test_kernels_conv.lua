@@ -199,10 +199,12 @@ local CASES = {
   {x = {2, 2, 20, 19}, w = {3, 2, 5, 5}, stride = 2, pad = 2, bias = true},
   -- strided 1x1 (the shortcut path): full and remainder channel tiles
   {x = {3, 9, 11, 13}, w = {12, 9, 1, 1}, stride = {2, 3}, pad = 0, bias = true},
-  -- 3x3 pad 1 stride 1 with 16 or more channels both ways: Winograd F(2x2, 3x3) forward and
+  -- 3x3 pad 1 stride 1 with 16 or more channels both ways: Winograd F(4x4, 3x3) forward and
   -- input gradient on AVX-512 (odd plane sides: tiles cut at the edge; 17 outputs: a padded
   -- register tile)
   {x = {3, 16, 7, 9}, w = {17, 16, 3, 3}, stride = 1, pad = 1, bias = true},
+  -- ... F(2x2, 3x3) on planes of 2 rows (F(4x4, 3x3)'s tiles would be half empty)
+  {x = {2, 16, 2, 6}, w = {16, 16, 3, 3}, stride = 1, pad = 1, bias = true},
   -- ... and with channels in multiples of 4, the weight gradient by F(3x3, 2x2)
   {x = {2, 20, 6, 10}, w = {16, 20, 3, 3}, stride = 1, pad = 1, bias = false},
   -- 3x3 pad 1 stride 2 with 16 or more channels: Winograd on the phases, all three kernels
@@ -240,11 +242,14 @@ function TestConv2d:test_cases_cover_every_path()
     lu.assertEquals(seen[kernel .. " winograd"] or false, masked, kernel .. " winograd on " .. sf.simd)
     lu.assertEquals(seen[kernel .. " winograd-phase"] or false, masked, kernel .. " winograd-phase on " .. sf.simd)
   end
+  for _, kernel in ipairs{"forward", "backward_input"} do -- F(4x4, 3x3): no weight gradient of its own
+    lu.assertEquals(seen[kernel .. " winograd4"] or false, masked, kernel .. " winograd4 on " .. sf.simd)
+  end
   -- the geometry of a CIFAR ResNet's layers
   local p = K.conv2d_path({128, 16, 32, 32}, {16, 16, 3, 3}, 1, 1)
   local d3 = masked and "direct-masked" or "direct"
-  local w3 = masked and "winograd" or "direct"
-  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {w3, w3, w3})
+  local w3, w4 = masked and "winograd" or "direct", masked and "winograd4" or "direct"
+  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {w4, w4, w3})
   -- the stem (3 input channels): no Winograd forward
   p = K.conv2d_path({128, 3, 32, 32}, {16, 3, 3, 3}, 1, 1)
   lu.assertEquals({p.forward, p.backward_input}, {d3, d3})
@@ -799,11 +804,11 @@ end
 
 -- Each Winograd geometry {N, C, H, W, K} at `stride` (pad 1) against the masked direct
 -- path (the Winograd switch off): the forward (with its statistics and epilogue) and the
--- input gradient agree to rounding and give the same bits at 1 and 2 threads; the weight
--- gradient agrees to rounding at 1 and 2 threads (its per-thread partial sums add in
--- another order). taken(gm): whether the geometry takes `path` (else the direct one); the
--- weight gradient also needs channels in multiples of 4 both ways.
-local function check_winograd(stride, geoms, rng, path, direct, taken)
+-- input gradient agree to rounding (within tol of the outputs' scale) and give the same
+-- bits at 1 and 2 threads; the weight gradient agrees to rounding at 1 and 2 threads (its
+-- per-thread partial sums add in another order). expect(gm, on): the paths of the three
+-- kernels with the switch on or off.
+local function check_winograd(stride, geoms, rng, expect, tol)
   local n0 = sf.threads()
   for _, gm in ipairs(geoms) do
     local xs, ws = {gm[1], gm[2], gm[3], gm[4]}, {gm[5], gm[2], 3, 3}
@@ -817,9 +822,7 @@ local function check_winograd(stride, geoms, rng, path, direct, taken)
       sf.set_threads(mode == "w2" and 2 or 1)
       local ok, err = pcall(function()
         local p = K.conv2d_path(xs, ws, stride, 1)
-        local want = (mode == "direct" or not taken(gm)) and direct or path
-        local ww = (gm[2] % 4 == 0 and gm[5] % 4 == 0) and want or direct
-        lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {want, want, ww}, tag)
+        lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, expect(gm, mode ~= "direct"), tag)
         local o, st = K.conv2d_forward(x, w, b, stride, 1, nil, nil, nil, true)
         r[mode] = {o = o, st = st, ep = K.conv2d_forward(x, w, b, stride, 1, nil, true, res),
                    dx = K.conv2d_backward_input(g, w, x, stride, 1),
@@ -832,7 +835,7 @@ local function check_winograd(stride, geoms, rng, path, direct, taken)
     for _, k in ipairs{"o", "st", "ep", "dx"} do
       -- rounding only: a few units in the last place of the outputs' scale (a wrong sign or
       -- tap in a transform is off by the outputs' own size)
-      assert_near(r.w1[k], r.direct[k], 4e-6, tag .. ": " .. k)
+      assert_near(r.w1[k], r.direct[k], tol, tag .. ": " .. k)
       lu.assertTrue(r.w1[k]:equal(r.w2[k]), tag .. ": " .. k .. " differs between 1 and 2 threads")
     end
     assert_near(r.w1.dw, r.direct.dw, 4e-6, tag .. ": dweight")
@@ -840,15 +843,26 @@ local function check_winograd(stride, geoms, rng, path, direct, taken)
   end
 end
 
+-- the paths of a geometry whose forward and input gradient take `path` when taken(gm) and
+-- the switch is on (else `direct`), and whose weight gradient takes `wpath` then (channels
+-- in multiples of 4 both ways)
+local function paths(path, wpath, direct, taken)
+  return function(gm, on)
+    local f = on and taken(gm) and path or direct
+    local w = on and taken(gm) and gm[2] % 4 == 0 and gm[5] % 4 == 0 and wpath or direct
+    return {f, f, w}
+  end
+end
+
 -- ... and one geometry's three kernels against the naive reference, with the bias
-local function check_winograd_reference(xs, ws, stride, path, rng)
+local function check_winograd_reference(xs, ws, stride, path, rng, tol)
   local x, w, b = randn(xs, rng), randn(ws, rng), randn({ws[1]}, rng)
   lu.assertEquals(K.conv2d_path(xs, ws, stride, 1).forward, path)
   local want, oshape = ref_conv(flat(x), xs, flat(w), ws, flat(b), stride, 1)
-  assert_near(K.conv2d_forward(x, w, b, stride, 1), want, 1e-5, path .. " forward against the reference")
+  assert_near(K.conv2d_forward(x, w, b, stride, 1), want, tol, path .. " forward against the reference")
   local g = randn(oshape, rng)
   local rdx, rdw = ref_conv_grads(flat(g), flat(x), xs, flat(w), ws, stride, 1)
-  assert_near(K.conv2d_backward_input(g, w, x, stride, 1), rdx, 1e-5, path .. " input gradient against the reference")
+  assert_near(K.conv2d_backward_input(g, w, x, stride, 1), rdx, tol, path .. " input gradient against the reference")
   assert_near(K.conv2d_backward_weight(g, x, sf.zeros(ws), nil, stride, 1), rdw, 1e-5,
     path .. " weight gradient against the reference")
 end
@@ -864,13 +878,15 @@ function TestConv2d:test_winograd_matches_direct()
     return
   end
   local rng = sf.rng(35)
+  local f4 = K.conv2d_winograd4(false) -- F(2x2, 3x3) here; F(4x4, 3x3) below
   check_winograd(1, {{2, 16, 8, 8, 16}, {3, 16, 7, 9, 17}, {2, 24, 1, 5, 16}, {2, 16, 6, 4, 20}, {1, 16, 5, 40, 16},
                      {5, 32, 4, 4, 32}, {9, 19, 3, 4, 33}, {2, 16, 34, 33, 24}, {3, 64, 4, 4, 64},
                      -- planes of up to 16 columns put 2 or 4 rows of tiles in a vector: 5 rows
                      -- of tiles (a group cut at the image's end), and a chunk ending mid-image
                      {7, 16, 10, 12, 16}, {15, 16, 6, 12, 16}},
-                 rng, "winograd", "direct-masked", function() return true end)
-  check_winograd_reference({2, 16, 6, 7}, {16, 16, 3, 3}, 1, "winograd", rng)
+                 rng, paths("winograd", "winograd", "direct-masked", function() return true end), 4e-6)
+  check_winograd_reference({2, 16, 6, 7}, {16, 16, 3, 3}, 1, "winograd", rng, 1e-5)
+  K.conv2d_winograd4(f4)
   lu.assertErrorMsgContains("conv2d_winograd: argument #1 (on) is number, expected a boolean or nil",
     K.conv2d_winograd, 1)
 end
@@ -890,12 +906,39 @@ function TestConv2d:test_winograd_phase_matches_direct()
                      {1, 16, 8, 70, 16}, {9, 17, 12, 12, 33}, {5, 64, 16, 16, 64}, {40, 16, 8, 8, 16},
                      {2, 16, 4, 30, 16}, {3, 32, 15, 16, 16}, {2, 64, 14, 14, 64}, {3, 64, 28, 28, 64},
                      {2, 16, 6, 5, 16}},
-                 rng, "winograd-phase", "direct-masked-phase", function(gm)
+                 rng, paths("winograd-phase", "winograd-phase", "direct-masked-phase", function(gm)
                    -- taken where its 2x2 tiles (25 multiplies) beat 9 per output
                    local oh, ow = (gm[3] + 1) // 2, (gm[4] + 1) // 2
                    return 25 * ((oh + 1) // 2) * ((ow + 1) // 2) <= 9 * oh * ow
-                 end)
-  check_winograd_reference({2, 16, 12, 13}, {16, 16, 3, 3}, 2, "winograd-phase", rng)
+                 end), 4e-6)
+  check_winograd_reference({2, 16, 12, 13}, {16, 16, 3, 3}, 2, "winograd-phase", rng, 1e-5)
+end
+
+-- F(4x4, 3x3) for the forward and input gradient of the same layers where its tiles fit
+-- the plane better than F(2x2, 3x3)'s (the weight gradient stays F(3x3, 2x2)): odd sides,
+-- 2 and 4 rows of tiles per vector (planes of at most 32 and 16 columns; groups cut at an
+-- image's end, chunks ending mid-image), rows of more than 7 tiles (one transform step on
+-- wider planes), channels that do not fill the register tiles. Its transforms scale by up
+-- to 8 and 1/24: measured 2-7e-6 of the outputs' scale against F(2x2, 3x3)'s 2-9e-7, so
+-- the bound is 2e-5 (a wrong coefficient is off by the outputs' own size).
+function TestConv2d:test_winograd4_matches_direct()
+  if sf.simd ~= "avx512" then
+    lu.assertFalse(K.conv2d_winograd4(), "no Winograd path without AVX-512")
+    return
+  end
+  local rng = sf.rng(37)
+  local function taken(gm) -- 36 multiplies per 4x4 tile against 16 per 2x2
+    return 36 * ((gm[3] + 3) // 4) * ((gm[4] + 3) // 4) < 16 * ((gm[3] + 1) // 2) * ((gm[4] + 1) // 2)
+  end
+  local f4 = paths("winograd4", "winograd", "direct-masked", taken)
+  local f2 = paths("winograd", "winograd", "direct-masked", function() return true end)
+  check_winograd(1, {{2, 16, 32, 32, 16}, {3, 32, 16, 16, 32}, {5, 64, 8, 8, 64}, {3, 16, 7, 9, 17},
+                     {2, 19, 13, 70, 24}, {9, 16, 12, 12, 20}, {3, 16, 30, 29, 16}, {40, 16, 4, 4, 16},
+                     {2, 64, 32, 32, 64}, {2, 16, 2, 6, 16}},
+                 rng, function(gm, on) return taken(gm) and f4(gm, on) or f2(gm, on) end, 2e-5)
+  check_winograd_reference({2, 16, 9, 11}, {16, 16, 3, 3}, 1, "winograd4", rng, 3e-5)
+  lu.assertErrorMsgContains("conv2d_winograd4: argument #1 (on) is number, expected a boolean or nil",
+    K.conv2d_winograd4, 1)
 end
 
 -- K.conv2d_backward runs both gradients; on stride-1 3x3 direct shapes in one pass over

@@ -2,7 +2,7 @@
 -- and kernels; this file adds the Lua-side pieces and is what `require "surgft"` returns.
 local core = require "surgft.core"
 -- the bindings this library was written against (SFL_ABI in src/lua/sfl.h)
-local ABI = 8
+local ABI = 9
 if core.abi ~= ABI then
   error(string.format("surgft: the Lua library in %s expects the C core's interface %d, but the loaded core "
     .. "(version %s) has %s: the build is stale or from another checkout; rebuild it (ninja -C build)",

@@ -319,6 +319,15 @@ static int l_conv2d_winograd(lua_State *L) {
   return 1;
 }
 
+/* K.conv2d_winograd4([on]) -> whether its F(4x4, 3x3) form was on (false without AVX-512);
+ * with a boolean, switches it for the calls that follow (off: those layers take F(2x2, 3x3)) */
+static int l_conv2d_winograd4(lua_State *L) {
+  if (!lua_isnoneornil(L, 1) && !lua_isboolean(L, 1))
+    luaL_error(L, "conv2d_winograd4: argument #1 (on) is %s, expected a boolean or nil", luaL_typename(L, 1));
+  lua_pushboolean(L, sf_conv2d_winograd4_enable(lua_isnoneornil(L, 1) ? -1 : lua_toboolean(L, 1)));
+  return 1;
+}
+
 /* K.conv2d_masked([on]) -> whether the masked 3x3 path was on (false on builds without
  * AVX-512); with a boolean, switches it for the calls that follow (tests, benchmarks) */
 static int l_conv2d_masked(lua_State *L) {
@@ -687,6 +696,7 @@ static const luaL_Reg lib[] = {
     {"conv2d_path", l_conv2d_path},
     {"conv2d_masked", l_conv2d_masked},
     {"conv2d_winograd", l_conv2d_winograd},
+    {"conv2d_winograd4", l_conv2d_winograd4},
     {"conv2d_backward_input", l_conv2d_backward_input},
     {"conv2d_backward_weight", l_conv2d_backward_weight},
     {"conv2d_backward", l_conv2d_backward},

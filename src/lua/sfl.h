@@ -30,7 +30,7 @@
  * (extra arguments silently dropped, say) would otherwise compute wrong numbers without
  * an error. Bump it, and init.lua's, whenever a binding the Lua library uses changes its
  * arguments or meaning, or the library starts using a new one. */
-#define SFL_ABI 8
+#define SFL_ABI 9
 
 #define SFL_TENSOR "surgft.Tensor"
 #define SFL_RNG "surgft.RNG"

@@ -436,6 +436,11 @@ static int wino_ok(const sf_conv2d_shape *s, int kernel) {
   return masked_ok(s) && (kernel == 0 ? sf_conv2d_winograd_ok(s->C, s->K, s->H, s->W)
                                       : sf_conv2d_winograd_ok(s->K, s->C, s->H, s->W));
 }
+/* ... in its F(4x4, 3x3) form where that fits the plane better */
+static int wino4_ok(const sf_conv2d_shape *s, int kernel) {
+  return wino_ok(s, kernel) && (kernel == 0 ? sf_conv2d_winograd4_ok(s->C, s->K, s->H, s->W)
+                                            : sf_conv2d_winograd4_ok(s->K, s->C, s->H, s->W));
+}
 /* the weight gradient by F(3x3, 2x2): channels in multiples of 4 as well */
 static int wino_w_ok(const sf_conv2d_shape *s) {
   return masked_ok(s) && sf_conv2d_winograd_wgrad_ok(s->C, s->K, s->H, s->W);
@@ -464,6 +469,8 @@ static int wino_s2_ok(const sf_conv2d_shape *s, int kernel) {
 static int64_t wino_wfloats(const sf_conv2d_shape *s, int kernel) {
   if (wino_s2_ok(s, kernel))
     return kernel == 0 ? sf_conv2d_winograd_s2_wfloats(s->C, s->K) : sf_conv2d_winograd_s2_wfloats(s->K, s->C);
+  if (wino4_ok(s, kernel))
+    return kernel == 0 ? sf_conv2d_winograd4_wfloats(s->C, s->K) : sf_conv2d_winograd4_wfloats(s->K, s->C);
   if (!wino_ok(s, kernel)) return 0;
   return kernel == 0 ? sf_conv2d_winograd_wfloats(s->C, s->K) : sf_conv2d_winograd_wfloats(s->K, s->C);
 }
@@ -1269,6 +1276,13 @@ static void reserve_part(void *ctx, int64_t lo, int64_t hi, int part) {
       if (wu > n1) n1 = wu;
       if (wm > n2) n2 = wm;
     }
+  for (int kernel = 0; kernel < 2; kernel++)
+    if (wino4_ok(s, kernel)) { /* F(4x4, 3x3) */
+      int64_t wu, wm;
+      sf_conv2d_winograd4_scratch(kernel ? s->K : s->C, kernel ? s->C : s->K, s->H, s->W, &wu, &wm);
+      if (wu > n1) n1 = wu;
+      if (wm > n2) n2 = wm;
+    }
   for (int kernel = 0; kernel < 3; kernel++)
     if (wino_s2_ok(s, kernel)) { /* stride 2: a chunk's transforms and products */
       int64_t wu, wm;
@@ -1487,6 +1501,10 @@ void sf_conv2d_forward_stats(float *out, float *stats, const float *inp, const f
      * 64 x 64 x 3 x 3, on the calling thread while the pool waits) */
     for (int64_t j = 0; j < C * T; j++)
       for (int64_t k = 0; k < K; k++) wp[j * K + k] = weight[k * C * T + j];
+    if (wino4_ok(s, 0)) {
+      sf_conv2d_winograd4_run(out, inp, wp, wp + K * C * T, N, C, K, s->H, s->W, bias, residual, relu, stats, parts);
+      return;
+    }
     if (wino_ok(s, 0)) {
       sf_conv2d_winograd_run(out, inp, wp, wp + K * C * T, N, C, K, s->H, s->W, bias, residual, relu, stats, parts);
       return;
@@ -1547,6 +1565,10 @@ void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weigh
   }
   if (direct_ok(s)) {
     const float *wp = pack_flipped(weight, s);
+    if (wino4_ok(s, 1)) {
+      sf_conv2d_winograd4_run(dinp, dout, wp, (float *)wp + K * C * 9, N, K, C, s->H, s->W, NULL, NULL, 0, NULL, parts);
+      return;
+    }
     if (wino_ok(s, 1)) {
       /* the transformed weights after the packed ones (sf_conv2d_reserve made room) */
       sf_conv2d_winograd_run(dinp, dout, wp, (float *)wp + K * C * 9, N, K, C, s->H, s->W, NULL, NULL, 0, NULL, parts);
@@ -1821,14 +1843,16 @@ const char *sf_conv2d_path(const sf_conv2d_shape *s, int kernel) {
   if (is_strided_pointwise(s)) return "strided-pointwise";
   switch (kernel) {
   case 0:
-    return wino_ok(s, 0)    ? "winograd"
+    return wino4_ok(s, 0)   ? "winograd4"
+           : wino_ok(s, 0)  ? "winograd"
            : wino_s2_ok(s, 0) ? "winograd-phase"
            : masked_ok(s)   ? "direct-masked"
            : direct_ok(s)   ? "direct"
            : direct_fwd_ok(s) ? (masked_s2_ok(s) ? "direct-masked-phase" : "direct-phase")
                             : "im2col";
   case 1:
-    return wino_ok(s, 1)    ? "winograd"
+    return wino4_ok(s, 1)   ? "winograd4"
+           : wino_ok(s, 1)  ? "winograd"
            : wino_s2_ok(s, 1) ? "winograd-phase"
            : masked_ok(s)   ? "direct-masked"
            : direct_ok(s)   ? "direct"

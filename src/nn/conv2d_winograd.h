@@ -53,4 +53,14 @@ void sf_conv2d_winograd_s2_backward_input(float *dinp, const float *dout, const 
  * thread's sf_scratch2); -1 when a part's scratch cannot be allocated */
 int sf_conv2d_winograd_s2_wgrad(float **partial, int parts, const float *dout, const float *inp, int64_t N,
                                 int64_t C, int64_t K, int64_t H, int64_t W);
+/* F(4x4, 3x3) for the same layers (conv2d_winograd4.c): taken for the forward (Ci = C,
+ * Co = K) and the input gradient (Ci = K, Co = C, the flipped kernel) where its tiles take
+ * fewer multiplies than F(2x2, 3x3)'s; its transformed weights, scratch and run as those
+ * of sf_conv2d_winograd_run. */
+int sf_conv2d_winograd4_ok(int64_t Ci, int64_t Co, int64_t H, int64_t W);
+int64_t sf_conv2d_winograd4_wfloats(int64_t Ci, int64_t Co);
+void sf_conv2d_winograd4_scratch(int64_t Ci, int64_t Co, int64_t H, int64_t W, int64_t *n1, int64_t *n2);
+void sf_conv2d_winograd4_run(float *out, const float *in, const float *wp, float *vw, int64_t N, int64_t Ci,
+                             int64_t Co, int64_t H, int64_t W, const float *bias, const float *residual, int relu,
+                             float *stats, int parts);
 #endif

@@ -148,4 +148,106 @@ static inline void wg_tile(float *restrict mw, const float *restrict E, const fl
   _mm512_store_ps(mw, _mm512_add_ps(_mm512_load_ps(mw), hsum16(acc)));
 }
 
+/* ---- vectors of tiles 4 input columns apart (F(4x4, 3x3), and the stride-2 algorithm) ----
+ * The transforms work on vectors of tiles. Planes of at most 8 tiles a row (inputs of up to
+ * 32 columns: the CIFAR and MNIST layers) put R = 2 rows of tiles in a vector, 4 when at
+ * most 4 tiles a row: lane l is tile (r, tw) = (l / nb, l % nb) of R consecutive rows of
+ * tiles of an image (nb = TW), and a step of the transforms covers them all. Wider planes
+ * go in steps of nb tiles of one row (R = 1). */
+static inline int tiles_rows(int64_t TW) { return TW <= 4 ? 4 : TW <= 8 ? 2 : 1; }
+
+/* the rows of tiles from gg in one step: up to R, within the image (TH rows of tiles) and
+ * the chunk (up to g1) */
+static inline int64_t tiles_group(int R, int64_t TH, int64_t gg, int64_t g1) {
+  int64_t n = R, th = gg % TH;
+  if (n > g1 - gg) n = g1 - gg;
+  if (n > TH - th) n = TH - th;
+  return n;
+}
+
+/* A step's input columns 4 tw - 1 + j (j < J <= 6) of each lane's tile: at each vertical
+ * position of the patches, the R input rows (one per row of tiles) are loaded into two
+ * pairs of vectors, the lanes' columns picked out of each pair by one permute and the two
+ * merged by lane. R = 1: the row's 32 columns from 4 tw0 (and column 4 tw0 - 1 for lane 0;
+ * J + 4 (nb - 1) <= 33); R = 2: each row's 32 columns, a pair each; R = 4: rows of at most
+ * 16 columns, two to a pair. */
+typedef struct {
+  int R;
+  int64_t tw0, nb;  /* the step's first tile of a row, tiles of a row per vector */
+  __m512i idx[6];   /* lane l: its column 4 tw - 1 + j within its pair */
+  __mmask16 cm[6];  /* ... where that column is inside the plane (and the pair) */
+  __mmask16 hi;     /* the lanes from the second pair */
+  __mmask16 m0, m1; /* the row loads' columns inside the plane */
+} tcols;
+
+/* for a plane W columns wide of TW tiles a row, the step from tile tw0 (sb tiles when R = 1) */
+static inline void tcols_init(tcols *ic, int64_t TW, int64_t W, int64_t tw0, int64_t sb, int J) {
+  const int R = tiles_rows(TW);
+  ic->R = R, ic->tw0 = tw0, ic->nb = R > 1 ? TW : TW - tw0 < sb ? TW - tw0 : sb;
+  unsigned hi = 0;
+  for (int j = 0; j < J; j++) {
+    int ix[WV];
+    unsigned cm = 0;
+    for (int l = 0; l < WV; l++) {
+      const int64_t r = l / ic->nb, col = 4 * (tw0 + l % ic->nb) - 1 + j;
+      const int ok = r < R && col >= 4 * tw0 && col < W && col - 4 * tw0 < 2 * WV;
+      ix[l] = ok ? (int)((R == 4 ? (r & 1) * WV : 0) + col - 4 * tw0) : 0;
+      if (ok) cm |= 1u << l;
+      if (j == 0 && r < R && r >= (R == 4 ? 2 : 1)) hi |= 1u << l;
+    }
+    ic->idx[j] = _mm512_loadu_si512(ix), ic->cm[j] = (__mmask16)cm;
+  }
+  ic->hi = (__mmask16)hi;
+  ic->m0 = col_mask(4 * tw0, W), ic->m1 = col_mask(4 * tw0 + WV, W);
+}
+
+/* d[j] (j < J): column 4 tw - 1 + j of input row 4 (th + r) - 1 + i of each lane's tile (r,
+ * tw), for the n rows of tiles from th of an H x W plane (zeros outside it) */
+static inline __attribute__((always_inline)) void tcols_pick(__m512 *d, int J, const float *plane, int64_t H,
+                                                             int64_t W, const tcols *ic, int64_t th, int64_t n,
+                                                             int i) {
+  const int R = ic->R;
+  __m512 z[4];
+  for (int q = 0; q < R; q++) {
+    const int64_t h = 4 * (th + q) - 1 + i;
+    const int ok = q < n && h >= 0 && h < H;
+    const float *p = plane + h * W + 4 * ic->tw0;
+    if (R == 4) {
+      z[q] = ok ? _mm512_maskz_loadu_ps(ic->m0, p) : _mm512_setzero_ps();
+    } else {
+      z[2 * q] = ok ? _mm512_maskz_loadu_ps(ic->m0, p) : _mm512_setzero_ps();
+      z[2 * q + 1] = ok ? _mm512_maskz_loadu_ps(ic->m1, p + WV) : _mm512_setzero_ps();
+    }
+  }
+  for (int j = 0; j < J; j++) {
+    d[j] = _mm512_maskz_permutex2var_ps(ic->cm[j], z[0], ic->idx[j], z[1]);
+    if (R > 1 && n > R / 2)
+      d[j] = _mm512_mask_blend_ps(ic->hi, d[j], _mm512_maskz_permutex2var_ps(ic->cm[j], z[2], ic->idx[j], z[3]));
+  }
+  const int64_t h = 4 * th - 1 + i;
+  if (R == 1 && ic->tw0 > 0 && h >= 0 && h < H) /* lane 0's column 4 tw0 - 1 */
+    d[0] = _mm512_mask_mov_ps(d[0], 1, _mm512_set1_ps(plane[h * W + 4 * ic->tw0 - 1]));
+}
+
+/* The interleave of 4 columns per tile back into rows: iq[r][h] picks, for row of tiles r
+ * and half h of the 32 columns from 4 tw0, column 16h + m from lane r*nb + (16h + m)/4 of
+ * z[(16h + m) % 4] (tcols_out) */
+static inline void tcols_out_init(__m512i iq[4][2], int R, int64_t nb) {
+  for (int r = 0; r < R; r++)
+    for (int h = 0; h < 2; h++) {
+      int ix[WV];
+      for (int m = 0; m < WV; m++) {
+        const int col = h * WV + m, tw = col / 4;
+        ix[m] = (col % 4 & 1 ? WV : 0) + (tw < nb ? r * (int)nb + tw : 0);
+      }
+      iq[r][h] = _mm512_loadu_si512(ix);
+    }
+}
+
+/* columns j < 2 from the pair (z0, z1), j >= 2 from (z2, z3), with the same indices */
+static inline __attribute__((always_inline)) __m512 tcols_out(const __m512 z[4], __m512i iq) {
+  return _mm512_mask_blend_ps((__mmask16)0xCCCC, _mm512_permutex2var_ps(z[0], iq, z[1]),
+                              _mm512_permutex2var_ps(z[2], iq, z[3]));
+}
+
 #endif

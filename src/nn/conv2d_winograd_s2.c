@@ -191,85 +191,21 @@ static inline __attribute__((always_inline)) void prefetch_span(const float *pla
     for (int64_t c = c0; c < c1; c += 16) _mm_prefetch((const char *)(plane + h * Wp + c), _MM_HINT_T0);
 }
 
-/* ---- vectors of tiles ----
- * The transforms work on vectors of tiles. Planes of at most 8 tiles a row (inputs of up to
- * 32 columns: the CIFAR and MNIST layers) put R = 2 rows of tiles in a vector, 4 when at
- * most 4 tiles a row: lane l is tile (r, tw) = (l / TW, l % TW) of R consecutive rows of
- * tiles of an image, and a step of the transforms covers them all. Wider planes go in steps
- * of SB tiles of one row (R = 1). */
-static int pack_rows(const sgeom *g) { return g->TW <= 4 ? 4 : g->TW <= 8 ? 2 : 1; }
+/* ---- vectors of tiles (conv2d_winograd_kern.h: tiles 4 input columns apart) ---- */
+static int pack_rows(const sgeom *g) { return tiles_rows(g->TW); }
 static int64_t pack_step(const sgeom *g) { return pack_rows(g) > 1 ? g->TW : SB; }
-
-/* the rows of tiles from gg in one step: up to R, within the image and the chunk */
 static inline int64_t group_rows(const sgeom *g, int R, int64_t gg, int64_t g1) {
-  int64_t n = R, th = gg % g->TH;
-  if (n > g1 - gg) n = g1 - gg;
-  if (n > g->TH - th) n = g->TH - th;
-  return n;
+  return tiles_group(R, g->TH, gg, g1);
 }
 
 /* ---- the forward's input transform (also the weight gradient's) ---- */
 
-/* A step's input columns: at each vertical position of the patches, the R input rows (one
- * per row of tiles) are loaded into two pairs of vectors, the lanes' columns picked out of
- * each pair by one permute and the two merged by lane. R = 1: the row's 32 columns from
- * 4 tw0 (and column 4 tw0 - 1 for lane 0); R = 2: each row's 32 columns, a pair each; R = 4:
- * rows of at most 16 columns, two to a pair. */
-typedef struct {
-  int R;
-  int64_t tw0, nb;  /* the step's first tile of a row, tiles of a row per vector */
-  __m512i idx[5];   /* lane l: its column 4 tw - 1 + j within its pair */
-  __mmask16 cm[5];  /* ... where that column is inside the plane (and the pair) */
-  __mmask16 hi;     /* the lanes from the second pair */
-  __mmask16 m0, m1; /* the row loads' columns inside the plane */
-} incols;
-
-static void incols_init(incols *ic, const sgeom *g, int64_t tw0) {
-  const int R = pack_rows(g);
-  ic->R = R, ic->tw0 = tw0, ic->nb = R > 1 ? g->TW : g->TW - tw0 < SB ? g->TW - tw0 : SB;
-  unsigned hi = 0;
-  for (int j = 0; j < 5; j++) {
-    int ix[WV];
-    unsigned cm = 0;
-    for (int l = 0; l < WV; l++) {
-      const int64_t r = l / ic->nb, col = 4 * (tw0 + l % ic->nb) - 1 + j;
-      const int ok = r < R && col >= 4 * tw0 && col < g->W;
-      ix[l] = ok ? (int)((R == 4 ? (r & 1) * WV : 0) + col - 4 * tw0) : 0;
-      if (ok) cm |= 1u << l;
-      if (j == 0 && r < R && r >= (R == 4 ? 2 : 1)) hi |= 1u << l;
-    }
-    ic->idx[j] = _mm512_loadu_si512(ix), ic->cm[j] = (__mmask16)cm;
-  }
-  ic->hi = (__mmask16)hi;
-  ic->m0 = col_mask(4 * tw0, g->W), ic->m1 = col_mask(4 * tw0 + WV, g->W);
-}
-
 /* the column transforms (d Bs) of every lane's tile at vertical position i of the patches
  * of the n rows of tiles from th */
 static inline __attribute__((always_inline)) void in_cols(__m512 r[5], const float *plane, const sgeom *g,
-                                                          const incols *ic, int64_t th, int64_t n, int i) {
-  const int R = ic->R;
-  __m512 z[4];
-  for (int q = 0; q < R; q++) {
-    const int64_t h = 4 * (th + q) - 1 + i;
-    const int ok = q < n && h >= 0 && h < g->H;
-    const float *p = plane + h * g->W + 4 * ic->tw0;
-    if (R == 4) {
-      z[q] = ok ? _mm512_maskz_loadu_ps(ic->m0, p) : _mm512_setzero_ps();
-    } else {
-      z[2 * q] = ok ? _mm512_maskz_loadu_ps(ic->m0, p) : _mm512_setzero_ps();
-      z[2 * q + 1] = ok ? _mm512_maskz_loadu_ps(ic->m1, p + WV) : _mm512_setzero_ps();
-    }
-  }
+                                                          const tcols *ic, int64_t th, int64_t n, int i) {
   __m512 d[5];
-  for (int j = 0; j < 5; j++) {
-    d[j] = _mm512_maskz_permutex2var_ps(ic->cm[j], z[0], ic->idx[j], z[1]);
-    if (R > 1 && n > R / 2)
-      d[j] = _mm512_mask_blend_ps(ic->hi, d[j], _mm512_maskz_permutex2var_ps(ic->cm[j], z[2], ic->idx[j], z[3]));
-  }
-  const int64_t h = 4 * th - 1 + i;
-  if (R == 1 && ic->tw0 > 0 && h >= 0 && h < g->H) /* lane 0's column 4 tw0 - 1 */
-    d[0] = _mm512_mask_mov_ps(d[0], 1, _mm512_set1_ps(plane[h * g->W + 4 * ic->tw0 - 1]));
+  tcols_pick(d, 5, plane, g->H, g->W, ic, th, n, i);
   r[0] = _mm512_sub_ps(d[0], d[2]);
   r[1] = d[2];
   r[2] = _mm512_sub_ps(d[4], d[2]);
@@ -284,8 +220,8 @@ static void input_transform(float *restrict X, const float *restrict in, const s
   const int R = pack_rows(g);
   zero_tails(X, 25, Ci, xs, Ts, (g1 - g0) * TW);
   for (int64_t tw0 = 0; tw0 < TW; tw0 += pack_step(g)) {
-    incols ic;
-    incols_init(&ic, g, tw0);
+    tcols ic;
+    tcols_init(&ic, g->TW, g->W, tw0, SB, 5);
     for (int64_t c = 0; c < Ci; c++)
       for (int64_t gg = g0; gg < g1;) {
         const int64_t n = group_rows(g, R, gg, g1), th = gg % TH;
@@ -533,16 +469,8 @@ static void bwd_output_transform(float *restrict dinp, const float *restrict Pr,
   for (int64_t tw0 = 0; tw0 < TW; tw0 += pack_step(g)) {
     const int64_t nb = R > 1 ? TW : TW - tw0 < SB ? TW - tw0 : SB;
     const __mmask16 km[2] = {col_mask(4 * tw0, W), col_mask(4 * tw0 + WV, W)};
-    __m512i iq[4][2]; /* row of tiles r, half h: column 16h + m from lane r*nb + (16h + m)/4 */
-    for (int r = 0; r < R; r++)
-      for (int h = 0; h < 2; h++) {
-        int ix[WV];
-        for (int m = 0; m < WV; m++) {
-          const int col = h * WV + m, tw = col / 4;
-          ix[m] = (col % 4 & 1 ? WV : 0) + (tw < nb ? r * (int)nb + tw : 0);
-        }
-        iq[r][h] = _mm512_loadu_si512(ix);
-      }
+    __m512i iq[4][2];
+    tcols_out_init(iq, R, nb);
     for (int64_t c = 0; c < C; c++)
       for (int64_t gg = g0; gg < g1;) {
         const int64_t n = group_rows(g, R, gg, g1), th = gg % TH;
@@ -563,11 +491,7 @@ static void bwd_output_transform(float *restrict dinp, const float *restrict Pr,
             if (h >= g->H) break;
             float *o = dinp + ((gg / TH) * C + c) * P + h * W + 4 * tw0;
             for (int hh = 0; hh < 2; hh++)
-              if (km[hh])
-                _mm512_mask_storeu_ps(o + hh * WV, km[hh],
-                                      _mm512_mask_blend_ps((__mmask16)0xCCCC,
-                                                           _mm512_permutex2var_ps(z[0], iq[r][hh], z[1]),
-                                                           _mm512_permutex2var_ps(z[2], iq[r][hh], z[3])));
+              if (km[hh]) _mm512_mask_storeu_ps(o + hh * WV, km[hh], tcols_out(z, iq[r][hh]));
           }
         }
         gg += n;

@@ -94,6 +94,10 @@ int sf_conv2d_masked_enable(int on);
  * more channels on both sides ("winograd", AVX-512 builds only; on by default): off, they
  * take the masked path, whose sums are the direct path's bit for bit. */
 int sf_conv2d_winograd_enable(int on);
+/* ... and for its F(4x4, 3x3) form ("winograd4": the forward and the input gradient of
+ * those layers whose planes its 4x4 tiles fit better; on by default): off, they take
+ * F(2x2, 3x3) (when that is on). */
+int sf_conv2d_winograd4_enable(int on);
 /* images per sgemm in the im2col path (for tests and benchmarks) */
 int64_t sf_conv2d_chunk_images(const sf_conv2d_shape *s);
 /* out[N,K,OH,OW] = conv(inp[N,C,H,W], weight[K,C,R,S]) + bias[K] (bias may be NULL) */
