@@ -242,14 +242,14 @@ function TestConv2d:test_cases_cover_every_path()
     lu.assertEquals(seen[kernel .. " winograd"] or false, masked, kernel .. " winograd on " .. sf.simd)
     lu.assertEquals(seen[kernel .. " winograd-phase"] or false, masked, kernel .. " winograd-phase on " .. sf.simd)
   end
-  for _, kernel in ipairs{"forward", "backward_input"} do -- F(4x4, 3x3): no weight gradient of its own
+  for _, kernel in ipairs{"forward", "backward_input", "backward_weight"} do
     lu.assertEquals(seen[kernel .. " winograd4"] or false, masked, kernel .. " winograd4 on " .. sf.simd)
   end
   -- the geometry of a CIFAR ResNet's layers
   local p = K.conv2d_path({128, 16, 32, 32}, {16, 16, 3, 3}, 1, 1)
   local d3 = masked and "direct-masked" or "direct"
-  local w3, w4 = masked and "winograd" or "direct", masked and "winograd4" or "direct"
-  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {w4, w4, w3})
+  local w4 = masked and "winograd4" or "direct"
+  lu.assertEquals({p.forward, p.backward_input, p.backward_weight}, {w4, w4, w4})
   -- the stem (3 input channels): no Winograd forward
   p = K.conv2d_path({128, 3, 32, 32}, {16, 3, 3, 3}, 1, 1)
   lu.assertEquals({p.forward, p.backward_input}, {d3, d3})
@@ -914,8 +914,8 @@ function TestConv2d:test_winograd_phase_matches_direct()
   check_winograd_reference({2, 16, 12, 13}, {16, 16, 3, 3}, 2, "winograd-phase", rng, 1e-5)
 end
 
--- F(4x4, 3x3) for the forward and input gradient of the same layers where its tiles fit
--- the plane better than F(2x2, 3x3)'s (the weight gradient stays F(3x3, 2x2)): odd sides,
+-- F(4x4, 3x3) for the same layers where its tiles fit the plane better than F(2x2, 3x3)'s
+-- (the weight gradient by its transpose, channels in multiples of 4 both ways): odd sides,
 -- 2 and 4 rows of tiles per vector (planes of at most 32 and 16 columns; groups cut at an
 -- image's end, chunks ending mid-image), rows of more than 7 tiles (one transform step on
 -- wider planes), channels that do not fill the register tiles. Its transforms scale by up
@@ -930,7 +930,7 @@ function TestConv2d:test_winograd4_matches_direct()
   local function taken(gm) -- 36 multiplies per 4x4 tile against 16 per 2x2
     return 36 * ((gm[3] + 3) // 4) * ((gm[4] + 3) // 4) < 16 * ((gm[3] + 1) // 2) * ((gm[4] + 1) // 2)
   end
-  local f4 = paths("winograd4", "winograd", "direct-masked", taken)
+  local f4 = paths("winograd4", "winograd4", "direct-masked", taken)
   local f2 = paths("winograd", "winograd", "direct-masked", function() return true end)
   check_winograd(1, {{2, 16, 32, 32, 16}, {3, 32, 16, 16, 32}, {5, 64, 8, 8, 64}, {3, 16, 7, 9, 17},
                      {2, 19, 13, 70, 24}, {9, 16, 12, 12, 20}, {3, 16, 30, 29, 16}, {40, 16, 4, 4, 16},

@@ -445,6 +445,10 @@ static int wino4_ok(const sf_conv2d_shape *s, int kernel) {
 static int wino_w_ok(const sf_conv2d_shape *s) {
   return masked_ok(s) && sf_conv2d_winograd_wgrad_ok(s->C, s->K, s->H, s->W);
 }
+/* ... or by the transpose of F(4x4, 3x3) where that is the forward's form */
+static int wino4_w_ok(const sf_conv2d_shape *s) {
+  return masked_ok(s) && sf_conv2d_winograd4_wgrad_ok(s->C, s->K, s->H, s->W);
+}
 
 /* 3x3 pad 1 stride 2 on AVX-512: the masked tiles on dense phase planes (conv2d_masked.c),
  * where the phase path would take it (forward; the input gradient: phase_bwd_ok) */
@@ -1269,6 +1273,12 @@ static void reserve_part(void *ctx, int64_t lo, int64_t hi, int part) {
     if (wu > n1) n1 = wu;
     if (wm > n2) n2 = wm;
   }
+  if (wino4_w_ok(s)) { /* the same for F(4x4, 3x3)'s transpose */
+    int64_t wu, wm;
+    sf_conv2d_winograd4_wgrad_scratch(s->C, s->K, s->H, s->W, &wu, &wm);
+    if (wu > n1) n1 = wu;
+    if (wm > n2) n2 = wm;
+  }
   for (int kernel = 0; kernel < 2; kernel++)
     if (wino_ok(s, kernel)) { /* a chunk's transformed inputs and products (Ci, Co swap) */
       int64_t wu, wm;
@@ -1679,6 +1689,13 @@ void sf_conv2d_backward_weight(float *dweight, float *dbias, const float *dout, 
     add_partials(dweight, d.partial, parts, K * C, scale);
     return;
   }
+  if (wino4_w_ok(s)) {
+    float *partial[256];
+    if (sf_conv2d_winograd4_wgrad(partial, parts, dout, inp, N, C, K, s->H, s->W) == 0) {
+      add_partials(dweight, partial, parts, K * CRS, scale);
+      return;
+    }
+  }
   if (wino_w_ok(s)) {
     float *partial[256];
     if (sf_conv2d_winograd_wgrad(partial, parts, dout, inp, N, C, K, s->H, s->W) == 0) {
@@ -1859,6 +1876,7 @@ const char *sf_conv2d_path(const sf_conv2d_shape *s, int kernel) {
            : phase_bwd_ok(s) ? (masked_s2_ok(s) ? "direct-masked-phase" : "direct-phase")
                             : "im2col";
   default:
+    if (wino4_w_ok(s)) return "winograd4";
     if (wino_w_ok(s)) return "winograd";
     if (wino_s2_ok(s, 2)) return "winograd-phase";
     return direct_w_ok(s) ? (masked_ok(s) ? "direct-masked" : masked_s2_ok(s) ? "direct-masked-phase" : "direct")

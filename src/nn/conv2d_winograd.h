@@ -63,4 +63,10 @@ void sf_conv2d_winograd4_scratch(int64_t Ci, int64_t Co, int64_t H, int64_t W, i
 void sf_conv2d_winograd4_run(float *out, const float *in, const float *wp, float *vw, int64_t N, int64_t Ci,
                              int64_t Co, int64_t H, int64_t W, const float *bias, const float *residual, int relu,
                              float *stats, int parts);
+/* ... and the weight gradient by the transpose of F(4x4, 3x3) where it is taken (channels in
+ * multiples of 4 both ways), as sf_conv2d_winograd_wgrad */
+int sf_conv2d_winograd4_wgrad_ok(int64_t C, int64_t K, int64_t H, int64_t W);
+void sf_conv2d_winograd4_wgrad_scratch(int64_t C, int64_t K, int64_t H, int64_t W, int64_t *n1, int64_t *n2);
+int sf_conv2d_winograd4_wgrad(float **partial, int parts, const float *dout, const float *inp, int64_t N, int64_t C,
+                              int64_t K, int64_t H, int64_t W);
 #endif

@@ -265,6 +265,163 @@ void sf_conv2d_winograd4_run(float *out, const float *in, const float *wp, float
   sf_parallel_for(parts, N, fpart, &d);
 }
 
+/* ---- the weight gradient, by the transpose of the forward ----
+ * dweight[k][c] = G^T [ sum over tiles of (A e[k] A^T) . (B^T d[c] B) ] G, e the output
+ * gradient's 4x4 tile (rows 4th .. 4th+3, columns 4tw .. 4tw+3) and d the forward's 6x6
+ * input patch: the forward's X, E = A e A^T (A = (A^T)^T, 6x4), 36 products
+ * Mw[xi] (K x C) += E[xi] (K x tiles) X[xi] (C x tiles)^T summed over the tiles in the
+ * transformed domain on the shared 4 x 4 register tiles (conv2d_winograd_kern.h's wg_tile),
+ * and G^T Mw G once per part. */
+
+#define F4_WG_TILES 256 /* tiles per chunk (as conv2d_winograd.c's WG_TILES) */
+
+int sf_conv2d_winograd4_wgrad_ok(int64_t C, int64_t K, int64_t H, int64_t W) {
+  return sf_conv2d_winograd4_ok(C, K, H, W) && sf_conv2d_winograd_wgrad_ok(C, K, H, W);
+}
+
+static void wg_geom(fgeom *g, int64_t C, int64_t K, int64_t H, int64_t W) {
+  *g = (fgeom){.Ci = C, .Co = K, .Kp = K, .H = H, .W = W, .P = H * W, .TH = (H + 3) / 4, .TW = (W + 3) / 4};
+  int64_t tiles = 1024 * 1024 / (36 * (C + K)); /* X and E within 4 MB */
+  if (tiles > F4_WG_TILES) tiles = F4_WG_TILES;
+  const int64_t most = tiles / g->TW > 0 ? tiles / g->TW : 1;
+  g->rows = most;
+  for (int64_t r = most; r >= 1; r--)
+    if (r * g->TW % WV == 0) {
+      g->rows = r;
+      break;
+    }
+  g->Ts = (g->rows * g->TW + WV - 1) / WV * WV;
+  g->xs = C * g->Ts + WV;
+  g->ms = K * g->Ts + WV;
+}
+
+/* per part: X in sf_scratch; the part's [K][C][9] sums, Mw and E in sf_scratch2 */
+void sf_conv2d_winograd4_wgrad_scratch(int64_t C, int64_t K, int64_t H, int64_t W, int64_t *n1, int64_t *n2) {
+  fgeom g;
+  wg_geom(&g, C, K, H, W);
+  *n1 = 36 * g.xs;
+  *n2 = K * C * 9 + 36 * K * C + 36 * g.ms;
+}
+
+/* A e of four vectors: [e0, e0+e1+e2+e3, e0-e1+e2-e3, e0+2e1+4e2+8e3, e0-2e1+4e2-8e3, e3] */
+static inline __attribute__((always_inline)) void a4(__m512 v[6], const __m512 e[4]) {
+  const __m512 two = _mm512_set1_ps(2.0f), four = _mm512_set1_ps(4.0f), eight = _mm512_set1_ps(8.0f);
+  const __m512 s = _mm512_add_ps(e[0], e[2]), d = _mm512_add_ps(e[1], e[3]);
+  const __m512 s4 = _mm512_fmadd_ps(four, e[2], e[0]), d4 = _mm512_fmadd_ps(eight, e[3], _mm512_mul_ps(two, e[1]));
+  v[0] = e[0];
+  v[1] = _mm512_add_ps(s, d);
+  v[2] = _mm512_sub_ps(s, d);
+  v[3] = _mm512_add_ps(s4, d4);
+  v[4] = _mm512_sub_ps(s4, d4);
+  v[5] = e[3];
+}
+
+/* E[a*6 + b][k][(gg - g0)*TW + tw] = (A e A^T)[a][b] of tile (th, tw) of the output
+ * gradient (zeros outside the plane), lanes past the chunk's tiles zeroed */
+static void dout_transform(float *restrict E, const float *restrict dout, const fgeom *g, int64_t g0, int64_t g1) {
+  const int64_t K = g->Kp, TH = g->TH, TW = g->TW, Ts = g->Ts, es = g->ms, P = g->P;
+  const int R = tiles_rows(TW);
+  zero_tails(E, 36, K, es, Ts, (g1 - g0) * TW);
+  for (int64_t tw0 = 0; tw0 < TW; tw0 += R > 1 ? TW : FB) {
+    tcols ic; /* columns 4 tw - 1 + j: the tile's 4 are j = 1 .. 4 */
+    tcols_init(&ic, TW, g->W, tw0, FB, 5);
+    for (int64_t k = 0; k < K; k++)
+      for (int64_t gg = g0; gg < g1;) {
+        const int64_t n = tiles_group(R, TH, gg, g1), th = gg % TH;
+        const float *plane = dout + ((gg / TH) * K + k) * P;
+        __m512 r[4][6]; /* the column transforms (e A^T) of rows 4th + i */
+        for (int i = 0; i < 4; i++) {
+          __m512 d[5];
+          tcols_pick(d, 5, plane, g->H, g->W, &ic, th, n, i + 1);
+          a4(r[i], d + 1);
+        }
+        const __mmask16 st = lane_mask(n * ic.nb);
+        float *x = E + k * Ts + (gg - g0) * TW + tw0;
+        for (int b = 0; b < 6; b++) {
+          const __m512 col[4] = {r[0][b], r[1][b], r[2][b], r[3][b]};
+          __m512 v[6];
+          a4(v, col);
+          for (int a = 0; a < 6; a++) store_lanes(x + (a * 6 + b) * es, st, v[a]);
+        }
+        gg += n;
+      }
+  }
+}
+
+typedef struct {
+  const float *dout, *inp;
+  const fgeom *g;
+  float **partial;
+  int fail;
+} fwctx;
+
+/* G^T m of six vectors: [m0/4 - (m1+m2)/6 + (m3+m4)/24, (m2-m1)/6 + (m3-m4)/12,
+ * (m3+m4)/6 - (m1+m2)/6 + m5] */
+static inline __attribute__((always_inline)) void gt6(__m512 y[3], const __m512 m[6]) {
+  const __m512 q4 = _mm512_set1_ps(1.0f / 4), q6 = _mm512_set1_ps(1.0f / 6), q12 = _mm512_set1_ps(1.0f / 12),
+               q24 = _mm512_set1_ps(1.0f / 24);
+  const __m512 s1 = _mm512_add_ps(m[1], m[2]), d1 = _mm512_sub_ps(m[2], m[1]);
+  const __m512 s2 = _mm512_add_ps(m[3], m[4]), d2 = _mm512_sub_ps(m[3], m[4]);
+  y[0] = _mm512_fmadd_ps(q24, s2, _mm512_fmsub_ps(q4, m[0], _mm512_mul_ps(q6, s1)));
+  y[1] = _mm512_fmadd_ps(q12, d2, _mm512_mul_ps(q6, d1));
+  y[2] = _mm512_add_ps(_mm512_mul_ps(q6, _mm512_sub_ps(s2, s1)), m[5]);
+}
+
+static void wg_part(void *ctx, int64_t lo, int64_t hi, int part) {
+  fwctx *d = ctx;
+  const fgeom *g = d->g;
+  const int64_t C = g->Ci, K = g->Kp, KB = K / 4, CB = C / 4;
+  float *X = sf_scratch((size_t)(36 * g->xs)), *acc = sf_scratch2((size_t)(K * C * 9 + 36 * K * C + 36 * g->ms));
+  if (!X || !acc) {
+    __atomic_store_n(&d->fail, 1, __ATOMIC_RELAXED); /* any part may set it; only ever set */
+    return;
+  }
+  float *Mw = acc + K * C * 9, *E = Mw + 36 * K * C; /* 64-byte aligned: K*C is a multiple of 16 */
+  d->partial[part] = acc;
+  memset(Mw, 0, (size_t)(36 * K * C) * sizeof(float));
+  for (int64_t g0 = lo * g->TH; g0 < hi * g->TH; g0 += g->rows) {
+    const int64_t g1 = g0 + g->rows < hi * g->TH ? g0 + g->rows : hi * g->TH;
+    const int64_t nvec = ((g1 - g0) * g->TW + WV - 1) / WV;
+    input_transform(X, d->inp, g, g0, g1);
+    dout_transform(E, d->dout, g, g0, g1);
+    for (int xi = 0; xi < 36; xi++)
+      for (int64_t kb = 0; kb < KB; kb++)
+        for (int64_t cb = 0; cb < CB; cb++)
+          wg_tile(Mw + ((xi * KB + kb) * CB + cb) * WV, E + xi * g->ms + kb * 4 * g->Ts,
+                  X + xi * g->xs + cb * 4 * g->Ts, g->Ts, nvec);
+  }
+  /* acc[k][c][r*3 + s] = (G^T Mw[k][c] G)[r][s], 16 (k, c) pairs per vector */
+  for (int64_t kb = 0; kb < KB; kb++)
+    for (int64_t cb = 0; cb < CB; cb++) {
+      __m512 t[3][6];
+      float y[9][WV];
+      for (int b = 0; b < 6; b++) {
+        __m512 m[6], v[3];
+        for (int a = 0; a < 6; a++) m[a] = _mm512_load_ps(Mw + (((a * 6 + b) * KB + kb) * CB + cb) * WV);
+        gt6(v, m);
+        for (int r = 0; r < 3; r++) t[r][b] = v[r];
+      }
+      for (int r = 0; r < 3; r++) {
+        __m512 v[3];
+        gt6(v, t[r]);
+        for (int q = 0; q < 3; q++) _mm512_storeu_ps(y[r * 3 + q], v[q]);
+      }
+      for (int l = 0; l < WV; l++) {
+        float *o = acc + ((kb * 4 + l / 4) * C + cb * 4 + l % 4) * 9;
+        for (int q = 0; q < 9; q++) o[q] = y[q][l];
+      }
+    }
+}
+
+int sf_conv2d_winograd4_wgrad(float **partial, int parts, const float *dout, const float *inp, int64_t N, int64_t C,
+                              int64_t K, int64_t H, int64_t W) {
+  fgeom g;
+  wg_geom(&g, C, K, H, W);
+  fwctx d = {dout, inp, &g, partial, 0};
+  sf_parallel_for(parts, N, wg_part, &d);
+  return d.fail ? -1 : 0;
+}
+
 #else /* no AVX-512: never taken */
 
 int sf_conv2d_winograd4_enable(int on) {
@@ -289,5 +446,18 @@ void sf_conv2d_winograd4_run(float *out, const float *in, const float *wp, float
   (void)out, (void)in, (void)wp, (void)vw, (void)N, (void)Ci, (void)Co, (void)H, (void)W, (void)bias;
   (void)residual, (void)relu, (void)stats, (void)parts;
   SF_ASSERT(0 && "sf_conv2d_winograd4_run without AVX-512");
+}
+int sf_conv2d_winograd4_wgrad_ok(int64_t C, int64_t K, int64_t H, int64_t W) {
+  (void)C, (void)K, (void)H, (void)W;
+  return 0;
+}
+void sf_conv2d_winograd4_wgrad_scratch(int64_t C, int64_t K, int64_t H, int64_t W, int64_t *n1, int64_t *n2) {
+  (void)C, (void)K, (void)H, (void)W;
+  *n1 = *n2 = 0;
+}
+int sf_conv2d_winograd4_wgrad(float **partial, int parts, const float *dout, const float *inp, int64_t N, int64_t C,
+                              int64_t K, int64_t H, int64_t W) {
+  (void)partial, (void)parts, (void)dout, (void)inp, (void)N, (void)C, (void)K, (void)H, (void)W;
+  return -1;
 }
 #endif
