@@ -2,7 +2,8 @@
 -- the small CNN's stride-2 ones, batch 128, one thread, preallocated outputs, minimum of 7
 -- calls per kernel. GFLOP/s count the direct sum's 2 N C K 9 OH OW per wall second (so
 -- Winograd's rates can exceed the machine's peak); every layer runs with the Winograd paths
--- off (the masked direct path) and on (winograd at stride 1, winograd-phase at stride 2).
+-- off (the masked direct path) and on (winograd-phase at stride 2; at stride 1 both
+-- F(2x2, 3x3), winograd4 off, and F(4x4, 3x3)).
 --
 --   build/surgft-lua tests/bench/layers.lua
 local sf = require "surgft"
@@ -23,8 +24,9 @@ for _, g in ipairs(layers) do
   local o, dx = sf.zeros({N, Kc, OH, OW}), sf.zeros({N, C, H, W})
   local flop = 2 * N * C * Kc * 9 * OH * OW
   local row = {}
-  for _, wino in ipairs{false, true} do
-    K.conv2d_winograd(wino)
+  for _, mode in ipairs(st == 1 and {"off", "f2", "f4"} or {"off", "on"}) do
+    K.conv2d_winograd(mode ~= "off")
+    K.conv2d_winograd4(mode ~= "f2")
     local bf, bb, bw = 1e9, 1e9, 1e9
     for i = 1, 7 do
       local t0 = sf.clock(); K.conv2d_forward(x, w, nil, st, 1, o); bf = math.min(bf, sf.clock() - t0)
@@ -37,3 +39,4 @@ for _, g in ipairs(layers) do
   print(string.format("%d->%d %dx%d s%d  %s", C, Kc, H, W, st, table.concat(row, "   ")))
 end
 K.conv2d_winograd(true)
+K.conv2d_winograd4(true)
