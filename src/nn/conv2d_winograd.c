@@ -418,10 +418,7 @@ static void wpart(void *ctx, int64_t lo, int64_t hi, int part) {
     input_transform(U, d->in, g, g0, g1);
     products(M, U, d->V, g, (g1 - g0) * g->TW);
     output_transform(d->out, M, g, g0, g1, d->e);
-    if (d->e->stats) /* the images whose last row of tiles this chunk wrote */
-      for (int64_t n = g0 / g->TH; n < hi && (n + 1) * g->TH <= g1; n++)
-        if ((n + 1) * g->TH > g0)
-          sf_batchnorm_image_stats(d->e->stats + n * g->Co * 2, d->out + n * g->Co * g->P, g->Co, g->P);
+    chunk_stats(d->e, d->out, g0, g1, hi, g->TH, g->Co, g->P);
   }
 }
 
@@ -605,10 +602,7 @@ static void wg_part(void *ctx, int64_t lo, int64_t hi, int part) {
         _mm512_storeu_ps(y[r * 3 + 1], _mm512_sub_ps(t[r][1], t[r][2]));
         _mm512_storeu_ps(y[r * 3 + 2], _mm512_add_ps(_mm512_add_ps(t[r][1], t[r][2]), t[r][3]));
       }
-      for (int l = 0; l < WV; l++) {
-        float *o = acc + ((kb * 4 + l / 4) * C + cb * 4 + l % 4) * 9;
-        for (int q = 0; q < 9; q++) o[q] = y[q][l];
-      }
+      wg_scatter(acc, y, kb, cb, C);
     }
 }
 

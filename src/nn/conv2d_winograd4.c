@@ -247,10 +247,7 @@ static void fpart(void *ctx, int64_t lo, int64_t hi, int part) {
     input_transform(X, d->in, g, g0, g1);
     products(M, X, d->Wt, g, (g1 - g0) * g->TW);
     output_transform(d->out, M, g, g0, g1, d->e);
-    if (d->e->stats) /* the images whose last row of tiles this chunk wrote */
-      for (int64_t n = g0 / g->TH; n < hi && (n + 1) * g->TH <= g1; n++)
-        if ((n + 1) * g->TH > g0)
-          sf_batchnorm_image_stats(d->e->stats + n * g->Co * 2, d->out + n * g->Co * g->P, g->Co, g->P);
+    chunk_stats(d->e, d->out, g0, g1, hi, g->TH, g->Co, g->P);
   }
 }
 
@@ -406,10 +403,7 @@ static void wg_part(void *ctx, int64_t lo, int64_t hi, int part) {
         gt6(v, t[r]);
         for (int q = 0; q < 3; q++) _mm512_storeu_ps(y[r * 3 + q], v[q]);
       }
-      for (int l = 0; l < WV; l++) {
-        float *o = acc + ((kb * 4 + l / 4) * C + cb * 4 + l % 4) * 9;
-        for (int q = 0; q < 9; q++) o[q] = y[q][l];
-      }
+      wg_scatter(acc, y, kb, cb, C);
     }
 }
 

@@ -9,6 +9,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "nn.h"
+
 #define WV 16 /* floats per vector */
 #define WK 8  /* output channels per register tile (Co is padded to a multiple: Kp) */
 
@@ -248,6 +250,25 @@ static inline void tcols_out_init(__m512i iq[4][2], int R, int64_t nb) {
 static inline __attribute__((always_inline)) __m512 tcols_out(const __m512 z[4], __m512i iq) {
   return _mm512_mask_blend_ps((__mmask16)0xCCCC, _mm512_permutex2var_ps(z[0], iq, z[1]),
                               _mm512_permutex2var_ps(z[2], iq, z[3]));
+}
+
+/* the forward's BatchNorm row statistics (when e->stats) of the images whose last row of
+ * tiles the chunk [g0, g1) of rows of tiles wrote: TH rows of tiles an image, the part's
+ * images before hi, Co output planes of P values each */
+static inline void chunk_stats(const wepi *e, const float *out, int64_t g0, int64_t g1, int64_t hi, int64_t TH,
+                               int64_t Co, int64_t P) {
+  if (!e->stats) return;
+  for (int64_t n = g0 / TH; n < hi && (n + 1) * TH <= g1; n++)
+    if ((n + 1) * TH > g0) sf_batchnorm_image_stats(e->stats + n * Co * 2, out + n * Co * P, Co, P);
+}
+
+/* a weight gradient's 3x3 values y[r*3 + s] of the 16 (k, c) pairs of block (kb, cb), lane
+ * (k%4)*4 + c%4, into acc[k][c][r*3 + s] (C input channels) */
+static inline void wg_scatter(float *acc, float y[9][WV], int64_t kb, int64_t cb, int64_t C) {
+  for (int l = 0; l < WV; l++) {
+    float *o = acc + ((kb * 4 + l / 4) * C + cb * 4 + l % 4) * 9;
+    for (int q = 0; q < 9; q++) o[q] = y[q][l];
+  }
 }
 
 #endif

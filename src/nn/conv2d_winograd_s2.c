@@ -325,11 +325,7 @@ static void fwd_part(void *ctx, int64_t lo, int64_t hi, int part) {
     input_transform(X, d->in, g, g0, g1);
     fwd_products(M, X, d->Wt, g, &gr, (g1 - g0) * g->TW);
     fwd_output_transform(d->out, M, g, g0, g1, d->e);
-    if (d->e->stats) /* the images whose last row of tiles this chunk wrote */
-      for (int64_t n = g0 / g->TH; n < hi && (n + 1) * g->TH <= g1; n++)
-        if ((n + 1) * g->TH > g0)
-          sf_batchnorm_image_stats(d->e->stats + n * g->Co * 2, d->out + n * g->Co * g->OH * g->OW, g->Co,
-                                   g->OH * g->OW);
+    chunk_stats(d->e, d->out, g0, g1, hi, g->TH, g->Co, g->OH * g->OW);
   }
 }
 
@@ -619,10 +615,7 @@ static void wg_part(void *ctx, int64_t lo, int64_t hi, int part) {
         _mm512_storeu_ps(y[r * 3 + 1], _mm512_add_ps(t[r][3], t[r][4]));
         _mm512_storeu_ps(y[r * 3 + 2], _mm512_add_ps(t[r][1], t[r][2]));
       }
-      for (int l = 0; l < WV; l++) {
-        float *o = acc + ((kb * 4 + l / 4) * C + cb * 4 + l % 4) * 9;
-        for (int q = 0; q < 9; q++) o[q] = y[q][l];
-      }
+      wg_scatter(acc, y, kb, cb, C);
     }
 }
 
