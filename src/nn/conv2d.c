@@ -6,7 +6,10 @@
  * - everything else (and compilers without vector extensions): im2col + one OpenBLAS
  *   sgemm per chunk of images, col2im for the input gradient;
  * - sf_conv2d_backward: both gradients of a stride-1 3x3 direct convolution in one pass
- *   over dout (its padded planes are the weight gradient's wide layout). */
+ *   over dout (its padded planes are the weight gradient's wide layout);
+ * - with AVX-512, 3x3 pad-1 layers: masked loads on unpadded planes (conv2d_masked.c), and
+ *   with 16 or more channels both ways Winograd (conv2d_winograd*.c): F(4x4, 3x3) or
+ *   F(2x2, 3x3) at stride 1, F(2, 2) on the phases at stride 2. */
 #include <cblas.h>
 #include <limits.h>
 #include <stdio.h>

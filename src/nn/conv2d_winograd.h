@@ -1,6 +1,8 @@
-/* The stride-1 3x3 pad-1 convolution by Winograd's minimal filtering F(2x2, 3x3)
- * (AVX-512 builds; conv2d.c dispatches to it, for the forward and, with the flipped
- * kernel, the input gradient). Internal to src/nn. */
+/* The 3x3 pad-1 convolutions by Winograd's minimal filtering (AVX-512 builds; conv2d.c
+ * dispatches to them): stride 1 by F(2x2, 3x3) (conv2d_winograd.c) or F(4x4, 3x3)
+ * (conv2d_winograd4.c), the input gradient with the flipped kernel, the weight gradient by
+ * F(3x3, 2x2) or F(4x4, 3x3)'s transpose; stride 2 by F(2, 2) on the phases
+ * (conv2d_winograd_s2.c). Internal to src/nn. */
 #ifndef SF_CONV2D_WINOGRAD_H
 #define SF_CONV2D_WINOGRAD_H
 #include <stdint.h>

@@ -1,8 +1,9 @@
-/* The register kernels and helpers the Winograd convolutions share (conv2d_winograd.c,
- * stride 1; conv2d_winograd_s2.c, stride 2), on AVX-512: lane masks, the permute indices
- * that split and interleave columns, the products' register tiles (output channels x
- * vectors of tiles, and the weight gradient's 4 x 4 tiles summed across lanes), and the
- * forward's epilogue. Internal to src/nn; include only where __AVX512F__ is defined. */
+/* The register kernels and helpers the Winograd convolutions share (conv2d_winograd.c and
+ * conv2d_winograd4.c, stride 1; conv2d_winograd_s2.c, stride 2), on AVX-512: lane masks,
+ * the permute indices that split and interleave columns, the products' register tiles
+ * (output channels x vectors of tiles, and the weight gradient's 4 x 4 tiles summed across
+ * lanes), the forward's epilogue and statistics, and the vectors of tiles 4 input columns
+ * apart. Internal to src/nn; include only where __AVX512F__ is defined. */
 #ifndef SF_CONV2D_WINOGRAD_KERN_H
 #define SF_CONV2D_WINOGRAD_KERN_H
 #include <immintrin.h>
