@@ -6,17 +6,8 @@
 local lu = require "luaunit"
 local cjson = require "cjson"
 
-local function binary()
-  local dir = os.getenv("SURGFT_BUILD_DIR")
-  local bin = dir and dir ~= "" and (dir .. "/surgft-lua") or arg[-1]
-  if bin:sub(1, 1) ~= "/" then
-    local p = assert(io.popen("pwd"))
-    bin = p:read("l") .. "/" .. bin
-    p:close()
-  end
-  return bin
-end
-local BIN = binary()
+local U = require "testutil"
+local BIN = U.binary()
 
 local function q(s) return "'" .. tostring(s):gsub("'", [['\'']]) .. "'" end
 
@@ -25,14 +16,10 @@ local function worker(args)
   local out, err = os.tmpname(), os.tmpname()
   local _, how, code = os.execute(string.format("%s bench/surgft_worker.lua %s >%s 2>%s", q(BIN), args, q(out),
                                                 q(err)))
-  local function slurp(p)
-    local f = assert(io.open(p, "rb"))
-    local s = f:read("a")
-    f:close()
-    os.remove(p)
-    return s
-  end
-  return slurp(out), slurp(err), how == "exit" and code or 128 + code
+  local o, e = U.slurp(out), U.slurp(err)
+  os.remove(out)
+  os.remove(err)
+  return o, e, how == "exit" and code or 128 + code
 end
 
 TestBenchWorker = {}

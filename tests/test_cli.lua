@@ -2,19 +2,8 @@
 -- working directory, and checks its stdout, stderr and exit status like `lua`'s.
 local lu = require "luaunit"
 
--- the binary under test: $SURGFT_BUILD_DIR/surgft-lua (set by meson test), else the
--- interpreter running this suite, made absolute because children run in another directory
-local function find_binary()
-  local dir = os.getenv("SURGFT_BUILD_DIR")
-  local bin = dir and dir ~= "" and (dir .. "/surgft-lua") or arg[-1]
-  if bin:sub(1, 1) ~= "/" then
-    local p = assert(io.popen("pwd"))
-    bin = p:read("l") .. "/" .. bin
-    p:close()
-  end
-  return bin
-end
-local BIN = find_binary()
+local U = require "testutil"
+local BIN = U.binary() -- absolute: children run in another directory
 local CWD = "/tmp" -- not the source tree: nothing may depend on the working directory
 
 local function q(s) return "'" .. tostring(s):gsub("'", [['\'']]) .. "'" end

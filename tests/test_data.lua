@@ -510,8 +510,7 @@ end
 function TestCamelyon:test_root_from_environment()
   local root = tmpdir .. "/cam-env"
   camelyon_tree(root)
-  local bin = os.getenv("SURGFT_BUILD_DIR")
-  bin = bin and bin ~= "" and (bin .. "/surgft-lua") or arg[-1]
+  local bin = require("testutil").binary()
   local f = assert(io.popen(string.format("SURGFT_DATA='%s' '%s' -e 'print(require(\"surgft\").data.camelyon17{split = \"test\"}:size())'",
                                           root, bin)))
   local out = f:read("a")

@@ -73,4 +73,17 @@ function U.assert_same_bits_across_threads(cases, seed)
   end
 end
 
+-- the surgft-lua under test, as an absolute path (children may run in another directory):
+-- $SURGFT_BUILD_DIR/surgft-lua (set by meson test), else the interpreter running the suite
+function U.binary()
+  local dir = os.getenv("SURGFT_BUILD_DIR")
+  local bin = dir and dir ~= "" and (dir .. "/surgft-lua") or arg[-1]
+  if bin:sub(1, 1) ~= "/" then
+    local p = assert(io.popen("pwd"))
+    bin = p:read("l") .. "/" .. bin
+    p:close()
+  end
+  return bin
+end
+
 return U
