@@ -203,9 +203,10 @@ local CASES = {
   -- input gradient on AVX-512 (odd plane sides: tiles cut at the edge; 17 outputs: a padded
   -- register tile)
   {x = {3, 16, 7, 9}, w = {17, 16, 3, 3}, stride = 1, pad = 1, bias = true},
-  -- ... F(2x2, 3x3) on planes of 2 rows (F(4x4, 3x3)'s tiles would be half empty)
+  -- ... F(2x2, 3x3) on planes of 2 rows (F(4x4, 3x3)'s tiles would be half empty), its
+  -- weight gradient by F(3x3, 2x2)
   {x = {2, 16, 2, 6}, w = {16, 16, 3, 3}, stride = 1, pad = 1, bias = true},
-  -- ... and with channels in multiples of 4, the weight gradient by F(3x3, 2x2)
+  -- ... and with channels in multiples of 4, the weight gradient by F(4x4, 3x3)'s transpose
   {x = {2, 20, 6, 10}, w = {16, 20, 3, 3}, stride = 1, pad = 1, bias = false},
   -- 3x3 pad 1 stride 2 with 16 or more channels: Winograd on the phases, all three kernels
   -- (an odd output side: tiles cut at the edge)
@@ -545,8 +546,9 @@ end
 
 function TestConv2d:test_finite_differences()
   local rng = sf.rng(14)
-  -- the last two cases: Winograd's three kernels on AVX-512, stride 1 and stride 2
-  for ci, c in ipairs({CASES[1], CASES[2], CASES[5], CASES[#CASES - 1], CASES[#CASES]}) do
+  -- the last three cases: the Winograd kernels on AVX-512, F(2x2, 3x3), F(4x4, 3x3) and
+  -- stride 2
+  for ci, c in ipairs({CASES[1], CASES[2], CASES[5], CASES[#CASES - 2], CASES[#CASES - 1], CASES[#CASES]}) do
     local x, w, b = randn(c.x, rng), randn(c.w, rng), randn({c.w[1]}, rng)
     local out = K.conv2d_forward(x, w, b, c.stride, c.pad)
     local proj = randn(out:size(), rng)
