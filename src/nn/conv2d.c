@@ -55,11 +55,15 @@ int sf_conv2d_shape_init(sf_conv2d_shape *s) {
 }
 
 /* Images per chunk: as many as fit the column budget, at least one. */
+/* Images per chunk of the im2col paths: columns within COL_BUDGET, at least 8 chunks when
+ * there are images enough (the forward and input gradient split whole chunks over the
+ * threads), all of about the same size. */
 int64_t sf_conv2d_chunk_images(const sf_conv2d_shape *s) {
   const int64_t per = s->C * s->R * s->S * s->OH * s->OW;
   int64_t b = per > 0 ? COL_BUDGET / per : s->N;
+  if (b > (s->N + 7) / 8) b = (s->N + 7) / 8;
   if (b < 1) b = 1;
-  if (b > s->N) b = s->N;
+  if (s->N > 0) b = (s->N + (s->N + b - 1) / b - 1) / ((s->N + b - 1) / b); /* N over the chunks, evenly */
   while (b > 1 && b * s->OH * s->OW > INT_MAX) b--;
   return b;
 }
@@ -1447,13 +1451,31 @@ static float *bwd_weight_range(const conv_ctx *c, int64_t n0, int64_t n1) {
   return dwt;
 }
 
+/* The im2col forward and input gradient split whole chunks of images over the parts
+ * (chunks [lo, hi) of sf_conv2d_chunk_images images each), so that every image meets the
+ * same sgemm shapes, and takes the same one-image or several-image path, at any thread
+ * count: the same bits. (Split by images, a part's chunks started at its first image, and
+ * a 12x3 plane's forward differed in the last bits between 1 and 3 threads.) */
+static void chunk_images(const conv_ctx *c, int64_t lo, int64_t hi, int64_t *n0, int64_t *n1) {
+  const int64_t B = sf_conv2d_chunk_images(c->s), N = c->s->N;
+  *n0 = lo * B < N ? lo * B : N;
+  *n1 = hi * B < N ? hi * B : N;
+}
+static int64_t n_chunks(const sf_conv2d_shape *s) {
+  const int64_t B = sf_conv2d_chunk_images(s);
+  return (s->N + B - 1) / B;
+}
 static void fwd_part(void *ctx, int64_t lo, int64_t hi, int part) {
   (void)part;
-  fwd_range(ctx, lo, hi);
+  int64_t n0, n1;
+  chunk_images(ctx, lo, hi, &n0, &n1);
+  fwd_range(ctx, n0, n1);
 }
 static void bwd_input_part(void *ctx, int64_t lo, int64_t hi, int part) {
   (void)part;
-  bwd_input_range(ctx, lo, hi);
+  int64_t n0, n1;
+  chunk_images(ctx, lo, hi, &n0, &n1);
+  bwd_input_range(ctx, n0, n1);
 }
 static void bwd_weight_part(void *ctx, int64_t lo, int64_t hi, int part) {
   conv_ctx *c = ctx;
@@ -1539,7 +1561,7 @@ void sf_conv2d_forward_stats(float *out, float *stats, const float *inp, const f
     return;
   }
   conv_ctx c = {.out = out, .inp = inp, .weight = weight, .bias = bias, .s = s, .ep = ep};
-  sf_parallel_for_blas(parts, N, fwd_part, &c);
+  sf_parallel_for_blas(parts, n_chunks(s), fwd_part, &c);
 }
 
 /* The input gradient is a convolution of dout (K channels) with the flipped kernel,
@@ -1614,7 +1636,7 @@ void sf_conv2d_backward_input(float *dinp, const float *dout, const float *weigh
     return;
   }
   conv_ctx c = {.out = dinp, .dout = dout, .weight = weight, .s = s};
-  sf_parallel_for_blas(parts, N, bwd_input_part, &c);
+  sf_parallel_for_blas(parts, n_chunks(s), bwd_input_part, &c);
 }
 
 /* dbias[k] += scale * sum over images and positions of dout[n,k,:]; per-plane float sums
