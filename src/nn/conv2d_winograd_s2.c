@@ -37,10 +37,11 @@
  * The transforms only add and subtract: results differ from the direct sum's by rounding.
  * Tiles are numbered in rows (image, th, tw); a chunk is a run of rows of tiles (spanning
  * images), its tiles laid one after another in the lanes of X, M and E. The transforms
- * handle 8 tiles of a row at a time (their 5 input columns each, 33 in all, picked out of
- * two vectors by permutes), the products run over whole vectors of the chunk's tiles. As
- * in conv2d_winograd.c, the forward and the input gradient give the same bits at any
- * thread count. */
+ * pick each tile's input columns out of pairs of vectors by permutes, a vector holding 2
+ * or 4 rows of tiles on planes of at most 8 or 4 tiles a row, else 8 tiles of one row
+ * (conv2d_winograd_kern.h's tcols); the products run over whole vectors of the chunk's
+ * tiles. As in conv2d_winograd.c, the forward and the input gradient give the same bits at
+ * any thread count. */
 #include "conv2d_winograd.h"
 
 #include "../core/parallel.h"
