@@ -24,37 +24,44 @@ static inline double fold(float acc[RW]) {
   return s;
 }
 
-static double row_sum(const float *x, int64_t n) {
-  float acc[RW] = {0};
+/* The sums of nr rows of n values, n apart from x (nr a constant: 1, or 4 to interleave the
+ * rows' dependency chains); every row by the same operations in the same order whatever
+ * nr, so the same bits. centered: sum (x - m[r])^2 instead of sum x. */
+static inline __attribute__((always_inline)) void rows_sum(double *s, const float *x, int64_t n, const int nr,
+                                                           const int centered, const float *m) {
+  float acc[4][RW] = {{0}};
   int64_t i = 0;
   for (; i + RW <= n; i += RW)
-    for (int j = 0; j < RW; j++) acc[j] += x[i + j];
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) acc[j] += x[i + j];
-  double s = fold(acc);
-  for (; i < n; i++) s += (double)x[i];
+    for (int r = 0; r < nr; r++)
+      for (int j = 0; j < RW; j++) {
+        const float v = centered ? x[r * n + i + j] - m[r] : x[r * n + i + j];
+        acc[r][j] += centered ? v * v : v;
+      }
+  const int64_t i8 = i;
+  for (int r = 0; r < nr; r++) {
+    for (i = i8; i + 8 <= n; i += 8)
+      for (int j = 0; j < 8; j++) {
+        const float v = centered ? x[r * n + i + j] - m[r] : x[r * n + i + j];
+        acc[r][j] += centered ? v * v : v;
+      }
+    s[r] = fold(acc[r]);
+    for (; i < n; i++) {
+      const double d = centered ? (double)x[r * n + i] - (double)m[r] : (double)x[r * n + i];
+      s[r] += centered ? d * d : d;
+    }
+  }
+}
+
+static double row_sum(const float *x, int64_t n) {
+  double s;
+  rows_sum(&s, x, n, 1, 0, NULL);
   return s;
 }
 
 /* sum (x - m)^2 */
 static double row_sumsq_centered(const float *x, int64_t n, float m) {
-  float acc[RW] = {0};
-  int64_t i = 0;
-  for (; i + RW <= n; i += RW)
-    for (int j = 0; j < RW; j++) {
-      const float d = x[i + j] - m;
-      acc[j] += d * d;
-    }
-  for (; i + 8 <= n; i += 8)
-    for (int j = 0; j < 8; j++) {
-      const float d = x[i + j] - m;
-      acc[j] += d * d;
-    }
-  double s = fold(acc);
-  for (; i < n; i++) {
-    double d = (double)x[i] - (double)m;
-    s += d * d;
-  }
+  double s;
+  rows_sum(&s, x, n, 1, 1, &m);
   return s;
 }
 
@@ -208,57 +215,15 @@ static void row_stats(float *st, const float *x, int64_t n) {
   st[1] = (float)row_sumsq_centered(x, n, m);
 }
 
-/* row_sum of 4 rows at once: each row's sum by row_sum's operations in row_sum's order
- * (the same bits), the rows' dependency chains interleaved */
-static void row_sum4(double s[4], const float *x, int64_t n) {
-  float acc[4][RW] = {{0}};
-  int64_t i = 0;
-  for (; i + RW <= n; i += RW)
-    for (int r = 0; r < 4; r++)
-      for (int j = 0; j < RW; j++) acc[r][j] += x[r * n + i + j];
-  const int64_t i8 = i;
-  for (int r = 0; r < 4; r++) {
-    for (i = i8; i + 8 <= n; i += 8)
-      for (int j = 0; j < 8; j++) acc[r][j] += x[r * n + i + j];
-    s[r] = fold(acc[r]);
-    for (; i < n; i++) s[r] += (double)x[r * n + i];
-  }
-}
-
-/* row_sumsq_centered of 4 rows at once (around their own means), the same way */
-static void row_sumsq_centered4(double s[4], const float *x, int64_t n, const float m[4]) {
-  float acc[4][RW] = {{0}};
-  int64_t i = 0;
-  for (; i + RW <= n; i += RW)
-    for (int r = 0; r < 4; r++)
-      for (int j = 0; j < RW; j++) {
-        const float d = x[r * n + i + j] - m[r];
-        acc[r][j] += d * d;
-      }
-  const int64_t i8 = i;
-  for (int r = 0; r < 4; r++) {
-    for (i = i8; i + 8 <= n; i += 8)
-      for (int j = 0; j < 8; j++) {
-        const float d = x[r * n + i + j] - m[r];
-        acc[r][j] += d * d;
-      }
-    s[r] = fold(acc[r]);
-    for (; i < n; i++) {
-      const double d = (double)x[r * n + i] - (double)m[r];
-      s[r] += d * d;
-    }
-  }
-}
-
 /* C consecutive rows' statistics, 4 at a time (the same bits as row_stats on each) */
 void sf_batchnorm_image_stats(float *stats, const float *x, int64_t C, int64_t HW) {
   int64_t c = 0;
   for (; c + 4 <= C; c += 4) {
     double s[4];
     float m[4];
-    row_sum4(s, x + c * HW, HW);
+    rows_sum(s, x + c * HW, HW, 4, 0, NULL);
     for (int r = 0; r < 4; r++) m[r] = HW > 0 ? (float)(s[r] / (double)HW) : 0.0f;
-    row_sumsq_centered4(s, x + c * HW, HW, m);
+    rows_sum(s, x + c * HW, HW, 4, 1, m);
     for (int r = 0; r < 4; r++) stats[2 * (c + r)] = m[r], stats[2 * (c + r) + 1] = (float)s[r];
   }
   for (; c < C; c++) row_stats(stats + 2 * c, x + c * HW, HW);
