@@ -72,7 +72,7 @@ local MODE_LABEL = {train = "train step", fwd = "forward", head = "head only", f
 local P -- run parameters
 if O.quick then
   P = {repeats = 1, threads = {1}, target = 0.1, samples = 2, max_mode_s = 2,
-       models = {mlp = {"train", "fwd"}, cnn = {"train", "fwd", "head"}},
+       models = {mlp = {"train", "fwd"}, cnn = {"train", "fwd", "fwd_bntrain", "head"}},
        frozen = {model = "resnet8", images = 128, epochs = 2, passes = 2}, memory = {model = "cnn", steps = 3}}
 else
   P = {repeats = 3, threads = {1, 2}, target = 0.4, samples = 3, max_mode_s = 8, models = {},
