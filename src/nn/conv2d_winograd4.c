@@ -368,14 +368,9 @@ static void wg_part(void *ctx, int64_t lo, int64_t hi, int part) {
   fwctx *d = ctx;
   const fgeom *g = d->g;
   const int64_t C = g->Ci, K = g->Kp, KB = K / 4, CB = C / 4;
-  float *X = sf_scratch((size_t)(36 * g->xs)), *acc = sf_scratch2((size_t)(K * C * 9 + 36 * K * C + 36 * g->ms));
-  if (!X || !acc) {
-    __atomic_store_n(&d->fail, 1, __ATOMIC_RELAXED); /* any part may set it; only ever set */
-    return;
-  }
-  float *Mw = acc + K * C * 9, *E = Mw + 36 * K * C; /* 64-byte aligned: K*C is a multiple of 16 */
-  d->partial[part] = acc;
-  memset(Mw, 0, (size_t)(36 * K * C) * sizeof(float));
+  float *X, *Mw, *E;
+  if (wg_part_scratch(&X, &Mw, &E, &d->partial[part], &d->fail, 36 * g->xs, K, C, 36, 36 * g->ms) != 0) return;
+  float *acc = d->partial[part];
   for (int64_t g0 = lo * g->TH; g0 < hi * g->TH; g0 += g->rows) {
     const int64_t g1 = g0 + g->rows < hi * g->TH ? g0 + g->rows : hi * g->TH;
     const int64_t nvec = ((g1 - g0) * g->TW + WV - 1) / WV;

@@ -272,4 +272,20 @@ static inline void wg_scatter(float *acc, float y[9][WV], int64_t kb, int64_t cb
   }
 }
 
+/* A weight-gradient part's scratch: X (nx floats) in sf_scratch; in sf_scratch2 the part's
+ * [K][C][9] sums (recorded as *partial), then Mw (np transformed positions x K x C, zeroed)
+ * and E (ne floats), 64-byte aligned since K*C is a multiple of 16. 0, or -1 (with *fail
+ * set: any part may set it, only ever set) when they cannot be allocated. */
+static inline int wg_part_scratch(float **X, float **Mw, float **E, float **partial, int *fail, int64_t nx,
+                                  int64_t K, int64_t C, int np, int64_t ne) {
+  float *x = sf_scratch((size_t)nx), *acc = sf_scratch2((size_t)(K * C * 9 + np * K * C + ne));
+  if (!x || !acc) {
+    __atomic_store_n(fail, 1, __ATOMIC_RELAXED);
+    return -1;
+  }
+  *X = x, *partial = acc, *Mw = acc + K * C * 9, *E = *Mw + np * K * C;
+  memset(*Mw, 0, (size_t)(np * K * C) * sizeof(float));
+  return 0;
+}
+
 #endif
